@@ -1,0 +1,141 @@
+"""HTTP routes: chat, health, readiness, metrics.
+
+The public chat response never contains risk scores or categories: a child,
+or an abuser probing the bot, must not see how a message was judged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from assistant.errors import InputError, MessageTooLong
+from assistant.services import Services
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    conversation_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{32}$", description="Omit to start a new conversation."
+    )
+    text: str = Field(description="The user's message (1–2,000 characters).")
+    audience: Literal["child", "parent"]
+    channel: Literal["web"] = "web"
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be empty")
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        return value
+
+
+class CitationOut(BaseModel):
+    id: str
+    title: str
+    url: str
+
+
+class ReplyOut(BaseModel):
+    text: str
+    citations: list[CitationOut]
+    suggestions: list[str]
+
+
+class ChatResponse(BaseModel):
+    conversation_id: str
+    reply: ReplyOut
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    message_en: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+@router.post(
+    "/api/v1/chat",
+    response_model=ChatResponse,
+    responses={
+        400: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
+    tags=["chat"],
+)
+def chat(body: ChatRequest, services: ServicesDep) -> ChatResponse:
+    limit = services.settings.chat.max_message_chars
+    text = body.text.strip()
+    if len(text) > limit:
+        services.metrics.rejected.labels("too_long").inc()
+        raise MessageTooLong(
+            f"Tin nhắn dài quá {limit} ký tự. Em hãy chia thành nhiều tin ngắn hơn nhé.",
+            f"Message longer than {limit} characters.",
+        )
+    if not text:
+        raise InputError("Tin nhắn đang trống.", "text must not be empty")
+    result = services.chat.handle(
+        text=text,
+        audience=body.audience,
+        channel=body.channel,
+        conversation_id=body.conversation_id,
+    )
+    services.metrics.chat_messages.labels(body.channel, body.audience, result.reply.kind).inc()
+    if result.assessment.escalate:
+        services.metrics.escalations.labels(body.channel, str(result.assessment.severity)).inc()
+    reply = result.reply
+    return ChatResponse(
+        conversation_id=result.conversation_id,
+        reply=ReplyOut(
+            text=reply.text,
+            citations=[CitationOut(id=c.id, title=c.title, url=c.url) for c in reply.citations],
+            suggestions=reply.suggestions,
+        ),
+    )
+
+
+@router.get("/healthz", tags=["ops"])
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"])
+def readyz(services: ServicesDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        services.db.ping()
+        checks["database"] = "ok" if services.db.is_current() else "migrations pending"
+    except Exception as exc:  # noqa: BLE001 - reported, not swallowed
+        log.warning("readiness: database unavailable: %s", type(exc).__name__)
+        checks["database"] = "unavailable"
+    checks["index"] = "ok" if services.index.ready else "not loaded"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
+
+
+@router.get("/metrics", tags=["ops"])
+def metrics(services: ServicesDep) -> Response:
+    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

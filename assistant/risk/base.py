@@ -1,0 +1,69 @@
+"""The risk-classifier interface shared by every layer.
+
+    RiskError
+     └── ModelNotTrained   the trained layer's artifact is missing or stale
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from assistant.risk.taxonomy import CATEGORIES, escalates
+from assistant.text import NormalizedText
+
+
+class RiskError(Exception):
+    pass
+
+
+class ModelNotTrained(RiskError):
+    pass
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    """What a classifier says of one message (in the context of its conversation)."""
+
+    severity: int
+    primary: str
+    categories: dict[str, float]
+    signals: list[str] = field(default_factory=list)
+    model_version: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.severity <= 4:
+            raise ValueError(f"severity must be 0..4, got {self.severity}")
+        unknown = set(self.categories) - set(CATEGORIES)
+        if unknown or self.primary not in CATEGORIES:
+            raise ValueError(f"unknown category codes: {sorted(unknown | {self.primary})}")
+
+    @property
+    def escalate(self) -> bool:
+        return escalates(self.severity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "primary": self.primary,
+            "categories": dict(self.categories),
+            "escalate": self.escalate,
+            "signals": list(self.signals),
+            "model_version": self.model_version,
+        }
+
+    @classmethod
+    def none(cls, model_version: str = "") -> RiskAssessment:
+        return cls(severity=0, primary="none", categories={}, signals=[], model_version=model_version)
+
+
+@runtime_checkable
+class RiskClassifier(Protocol):
+    """Judges the last message in the context of the earlier ones."""
+
+    model_version: str
+
+    def assess(
+        self, message: NormalizedText, history: Sequence[NormalizedText] = ()
+    ) -> RiskAssessment: ...

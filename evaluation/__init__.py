@@ -1,0 +1,1 @@
+"""Evaluation: labelled data, metrics and benchmarks."""

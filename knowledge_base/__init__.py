@@ -1,0 +1,1 @@
+"""The curated Vietnamese knowledge base: articles, ingestion, hybrid retrieval."""

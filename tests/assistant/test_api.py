@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from assistant.db import Message
+
+pytestmark = pytest.mark.integration
+
+
+def count_messages(services: Any) -> int:
+    with services.db.session() as s:
+        return int(s.scalar(sa.select(sa.func.count()).select_from(Message)) or 0)
+
+
+def test_greeting_gets_a_vietnamese_reply(client: Any) -> None:
+    r = client.post("/api/v1/chat", json={"text": "chào bạn", "audience": "child"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["conversation_id"]) == 32
+    assert "Chào em" in body["reply"]["text"]
+    assert body["reply"]["suggestions"]
+
+
+def test_question_is_answered_from_an_article_with_citation(client: Any, services: Any) -> None:
+    r = client.post(
+        "/api/v1/chat", json={"text": "làm sao để đặt mật khẩu mạnh cho tài khoản?", "audience": "child"}
+    )
+    assert r.status_code == 200
+    reply = r.json()["reply"]
+    assert reply["citations"], reply
+    cited = reply["citations"][0]
+    assert cited["id"] in services.index.articles
+    assert cited["url"] == f"/kb/{cited['id']}"
+
+
+def test_public_response_never_reveals_risk(client: Any) -> None:
+    r = client.post("/api/v1/chat", json={"text": "chú hàng xóm sờ vào chỗ kín của em", "audience": "child"})
+    assert r.status_code == 200
+    raw = r.text
+    for word in ("severity", "categories", "sexual_abuse", "primary", "signals", "score"):
+        assert word not in raw
+    assert "111" in r.json()["reply"]["text"]
+
+
+def test_conversation_continues_and_history_is_stored(client: Any, services: Any) -> None:
+    first = client.post("/api/v1/chat", json={"text": "xin chào", "audience": "parent"}).json()
+    cid = first["conversation_id"]
+    second = client.post(
+        "/api/v1/chat", json={"conversation_id": cid, "text": "cảm ơn nhé", "audience": "parent"}
+    )
+    assert second.status_code == 200 and second.json()["conversation_id"] == cid
+    with services.db.session() as s:
+        rows = s.scalars(sa.select(Message.role).where(Message.conversation_id == cid)).all()
+    assert rows == ["user", "assistant", "user", "assistant"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({"text": "a" * 2001, "audience": "child"}, 422, "message_too_long"),
+        ({"text": "   ", "audience": "child"}, 422, "invalid_input"),
+        ({"text": "", "audience": "child"}, 422, "invalid_input"),
+        ({"text": "hi", "audience": "teacher"}, 422, "invalid_input"),
+        ({"audience": "child"}, 422, "invalid_input"),
+        ({"text": "hi", "audience": "child", "channel": "zalo"}, 422, "invalid_input"),
+        ({"text": "hi", "audience": "child", "conversation_id": "../../etc"}, 422, "invalid_input"),
+        ({"text": "hi", "audience": "child", "conversation_id": "0" * 32}, 404, "not_found"),
+    ],
+)
+def test_bad_requests_get_clear_bilingual_errors_and_store_nothing(
+    client: Any, services: Any, payload: dict[str, Any], status: int, code: str
+) -> None:
+    before = count_messages(services)
+    r = client.post("/api/v1/chat", json=payload)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code
+    assert err["message"] and err["message_en"]
+    assert count_messages(services) == before
+
+
+def test_invalid_json_is_a_400(client: Any, services: Any) -> None:
+    before = count_messages(services)
+    r = client.post("/api/v1/chat", content=b'{"text": "hi", "audience":', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_json"
+    assert count_messages(services) == before
+
+
+def test_oversized_body_is_rejected_before_parsing(client: Any) -> None:
+    r = client.post("/api/v1/chat", content=b"x" * 70_000, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_health_ready_metrics_and_docs(client: Any) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "index": "ok"}
+    client.post("/api/v1/chat", json={"text": "chào", "audience": "child"})
+    metrics = client.get("/metrics").text
+    assert "assistant_chat_messages_total" in metrics
+    assert 'assistant_pipeline_stage_seconds_count{stage="risk"}' in metrics
+    assert client.get("/openapi.json").json()["paths"]["/api/v1/chat"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_request_id_is_echoed(client: Any) -> None:
+    r = client.get("/healthz", headers={"x-request-id": "abc123"})
+    assert r.headers["x-request-id"] == "abc123"
