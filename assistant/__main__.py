@@ -172,6 +172,52 @@ def cmd_kb_check(_args: argparse.Namespace) -> int:
     return EXIT_FAIL if problems else EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    services = _services()
+    try:
+        if args.eval_command == "retrieval":
+            from evaluation.retrieval import evaluate, print_report
+
+            print_report(evaluate(services, write=not args.no_write))
+        else:
+            from evaluation.risk import evaluate as evaluate_risk
+            from evaluation.risk import print_report as print_risk
+
+            print_risk(evaluate_risk(services, write=not args.no_write))
+    finally:
+        services.close()
+    return EXIT_OK
+
+
+def cmd_risk_train(args: argparse.Namespace) -> int:
+    from assistant.risk.model import (
+        CORPUS_FILE,
+        corpus_digest,
+        load_corpus,
+        model_path,
+        save_model,
+        train_model,
+    )
+    from assistant.text import load_or_train, normalize
+
+    settings = _settings()
+    settings.ensure_dirs()
+    restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
+    version = corpus_digest(CORPUS_FILE)
+    path = model_path(settings.models_dir, version)
+    if path.exists() and not args.force:
+        print(f"risk model {version} is up to date: {path}")
+        return EXIT_OK
+    examples = load_corpus(CORPUS_FILE, split="train")
+    model = train_model(examples, lambda t: normalize(t, restorer).folded)
+    model.version = version
+    save_model(model, path)
+    print(json.dumps({"version": version, "path": str(path), "examples": len(examples), **model.metrics,
+                      "threshold_escalate": round(model.threshold_escalate, 4),
+                      "threshold_imminent": round(model.threshold_imminent, 4)}))
+    return EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -202,6 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
     kb_sub.add_parser(
         "check", help="validate articles: metadata, ids, links, reading level"
     ).set_defaults(func=cmd_kb_check)
+
+    risk = sub.add_parser("risk", help="risk classifier tools")
+    risk_sub = risk.add_subparsers(dest="risk_command", required=True, metavar="ACTION")
+    train = risk_sub.add_parser("train", help="train the risk model from the shipped corpus (train split)")
+    train.add_argument("--force", action="store_true", help="retrain even if the artifact is current")
+    train.set_defaults(func=cmd_risk_train)
+
+    ev = sub.add_parser("eval", help="evaluations on the held-out splits (prints tables, writes evaluation/reports/)")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    for name, text in (("retrieval", "retrieval quality: BM25, dense, LangChain baseline, hybrid"),
+                       ("risk", "risk classification: keyword baseline, rules, model, ensemble")):
+        p = ev_sub.add_parser(name, help=text)
+        p.add_argument("--no-write", action="store_true", help="print only; do not write reports")
+    ev.set_defaults(func=cmd_eval)
 
     ask = sub.add_parser(
         "ask", help='answer JSON lines {"id","question","audience"} from stdin through the chat pipeline'

@@ -77,7 +77,6 @@ class RespondStage:
             turn.normalized,
             turn.audience,
             turn.assessment,
-            max(turn.conversation_severity, turn.assessment.severity),
             turn.seed,
         )
 

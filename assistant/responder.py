@@ -54,7 +54,6 @@ class Responder(Protocol):
         message: NormalizedText,
         audience: str,
         assessment: RiskAssessment,
-        conversation_severity: int,
         seed: str,
     ) -> Reply: ...
 
@@ -127,7 +126,6 @@ class GroundedResponder:
         message: NormalizedText,
         audience: str,
         assessment: RiskAssessment,
-        conversation_severity: int,
         seed: str,
     ) -> Reply:
         if assessment.escalate:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from assistant.conversations import ChatService
 from assistant.db import Database
@@ -17,9 +18,13 @@ from assistant.pipeline import ChatPipeline, NormalizeStage, RespondStage, RiskS
 from assistant.prompts import default_prompts
 from assistant.responder import GroundedResponder, Relevance
 from assistant.risk.base import RiskClassifier
+from assistant.risk.ensemble import EnsembleRiskClassifier
 from assistant.risk.keyword import KeywordRiskClassifier
+from assistant.risk.model import ModelRiskClassifier
+from assistant.risk.model import load_or_train as load_or_train_risk
+from assistant.risk.rules import RulesRiskClassifier
 from assistant.settings import RiskSettings, Settings
-from assistant.text import AccentRestorer, load_or_train
+from assistant.text import AccentRestorer, load_or_train, normalize
 from knowledge_base.embedders import make_embedder
 from knowledge_base.index import KnowledgeIndex
 
@@ -41,10 +46,17 @@ class Services:
         self.db.dispose()
 
 
-def make_classifier(settings: RiskSettings) -> RiskClassifier:
+def make_classifier(settings: RiskSettings, models_dir: Path, restorer: AccentRestorer) -> RiskClassifier:
+    """Pick the risk classifier by name; the trained model is loaded (or trained once) here."""
     if settings.classifier == "keyword":
         return KeywordRiskClassifier()
-    raise ValueError(f"unknown risk classifier {settings.classifier!r}")
+    rules = RulesRiskClassifier()
+    if settings.classifier == "rules":
+        return rules
+    model = ModelRiskClassifier(load_or_train_risk(models_dir, lambda t: normalize(t, restorer).folded))
+    if settings.classifier == "model":
+        return model
+    return EnsembleRiskClassifier(rules, model)
 
 
 def make_index(settings: Settings) -> KnowledgeIndex:
@@ -77,7 +89,7 @@ def build_services(settings: Settings, prepare: bool = True) -> Services:
     else:
         index.load()
     metrics = Metrics()
-    classifier = make_classifier(settings.risk)
+    classifier = make_classifier(settings.risk, settings.models_dir, restorer)
     prompts = default_prompts()
     responder = GroundedResponder(
         index, prompts, Relevance(settings.retrieval.min_bm25, settings.retrieval.min_dense)

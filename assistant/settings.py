@@ -102,7 +102,7 @@ class RetrievalSettings(BaseModel):
 class RiskSettings(BaseModel):
     """Which risk classifier judges every message."""
 
-    classifier: Literal["keyword"] = "keyword"
+    classifier: Literal["ensemble", "rules", "model", "keyword"] = "ensemble"
 
 
 class LoggingSettings(BaseModel):

@@ -96,7 +96,7 @@ def evaluate(services: Any, write: bool = True) -> dict[str, Any]:
         "dense": lambda q, n: index.search_dense(n.restored, q.audience, k=10),
         "hybrid": lambda q, n: index.search(n.folded, n.restored, q.audience, k=10),
     }
-    results: dict[str, dict[str, list[list[str]]]] = {s: {} for s in [*systems, "langchain_baseline"]}
+    results: dict[str, dict[str, list[str]]] = {s: {} for s in [*systems, "langchain_baseline"]}
     top_hits: dict[str, Any] = {}
     latencies: list[float] = []
     for q in questions:

@@ -38,7 +38,11 @@ class Chunk:
 
     @property
     def chunk_id(self) -> str:
-        return f"{self.article_id}#{self.order}"
+        return f"{self.article_id}#{self.order}" if self.order >= 0 else f"{self.article_id}#q{-self.order}"
+
+    @property
+    def is_question(self) -> bool:
+        return self.order < 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Article:
     topics: tuple[str, ...]
     sources: tuple[dict[str, str], ...]
     related: tuple[str, ...]
+    questions: tuple[str, ...]
     reviewed_at: str
     version: int
     body: str
@@ -70,6 +75,10 @@ class Article:
 
     def chunks(self) -> list[Chunk]:
         return split_chunks(self.id, self.title, self.body)
+
+    def question_chunks(self) -> list[Chunk]:
+        """The article's "ask it like this" questions, indexed beside its sections."""
+        return [Chunk(self.id, -(i + 1), "question", q) for i, q in enumerate(self.questions)]
 
 
 def split_chunks(article_id: str, title: str, body: str) -> list[Chunk]:
@@ -137,6 +146,7 @@ def parse_article(path: Path) -> Article:
         topics=tuple(str(t) for t in _as_tuple(meta["topics"])),
         sources=tuple(sources),
         related=tuple(str(r) for r in _as_tuple(meta.get("related"))),
+        questions=tuple(str(q) for q in _as_tuple(meta.get("questions"))),
         reviewed_at=reviewed_at,
         version=version,
         body=match.group(2),

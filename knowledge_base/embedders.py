@@ -129,10 +129,10 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         self._embedder = embedder
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
-        return [row for row in self._embedder.embed_passages(list(input))]
+        return list(self._embedder.embed_passages(list(input)))
 
     def embed_query(self, input: Documents) -> Embeddings:  # noqa: A002
-        return [row for row in self._embedder.embed_queries(list(input))]
+        return list(self._embedder.embed_queries(list(input)))
 
     @staticmethod
     def name() -> str:
@@ -142,7 +142,7 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         return {}
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> ChromaEmbeddingFunction:
+    def build_from_config(config: dict[str, Any]) -> ChromaEmbeddingFunction:  # noqa: ARG004
         raise EmbedderError("the assistant passes its embedding function explicitly")
 
     def is_legacy(self) -> bool:

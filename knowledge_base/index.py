@@ -24,17 +24,18 @@ from typing import Any
 import bm25s
 import chromadb
 import numpy as np
+from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 
 from assistant.text.normalize import fold_accents
 from knowledge_base.articles import Article, Chunk, corpus_hash, load_articles
-from knowledge_base.embedders import ChromaEmbeddingFunction, Embedder, LangChainEmbedder
+from knowledge_base.embedders import Embedder, LangChainEmbedder
 
 log = logging.getLogger(__name__)
 
 COLLECTION = "kb_chunks"
 MANIFEST = "manifest.json"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 
 
 class KnowledgeBaseError(RuntimeError):
@@ -53,7 +54,9 @@ def bm25_tokens(text: str) -> list[str]:
 
 
 def chunk_document(article: Article, chunk: Chunk) -> str:
-    """The text embedded and indexed for one chunk: title, heading, body."""
+    """The text embedded and indexed for one chunk: title, heading, body (a question as is)."""
+    if chunk.is_question:
+        return chunk.text
     parts = [article.title]
     if chunk.heading != article.title:
         parts.append(chunk.heading)
@@ -145,13 +148,13 @@ class KnowledgeIndex:
                     host=url.hostname or "127.0.0.1",
                     port=url.port or 8000,
                     ssl=url.scheme == "https",
-                    settings=chromadb.Settings(anonymized_telemetry=False),
+                    settings=ChromaSettings(anonymized_telemetry=False),
                 )
             else:
                 self.index_dir.mkdir(parents=True, exist_ok=True)
                 self._client = chromadb.PersistentClient(
                     path=str(self.index_dir / "chroma"),
-                    settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=False),
+                    settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
                 )
         return self._client
 
@@ -207,19 +210,27 @@ class KnowledgeIndex:
                 removed_chunks += len(existing["ids"])
         added = 0
         if changed:
-            ids, docs, metas = [], [], []
+            ids, docs, metas, kinds = [], [], [], []
             for article in changed:
-                for chunk in article.chunks():
+                for chunk in self._entries_of(article):
                     ids.append(chunk.chunk_id)
                     docs.append(chunk_document(article, chunk))
                     metas.append(chunk_metadata(article, chunk))
-            vectors = self.embedder.embed_passages(docs)
+                    kinds.append(chunk.is_question)
+            vectors = np.zeros((len(docs), self.embedder.dim), dtype=np.float32)
+            sections = [i for i, q in enumerate(kinds) if not q]
+            questions = [i for i, q in enumerate(kinds) if q]
+            # Sections are passages; sample questions are embedded like the user's query.
+            if sections:
+                vectors[sections] = self.embedder.embed_passages([docs[i] for i in sections])
+            if questions:
+                vectors[questions] = self.embedder.embed_queries([docs[i] for i in questions])
             for start in range(0, len(ids), 256):
                 end = start + 256
                 collection.upsert(
                     ids=ids[start:end],
                     documents=docs[start:end],
-                    metadatas=metas[start:end],
+                    metadatas=metas[start:end],  # type: ignore[arg-type]
                     embeddings=vectors[start:end],
                 )
             added = len(ids)
@@ -271,9 +282,13 @@ class KnowledgeIndex:
         self._load_memory(articles)
         return None
 
+    @staticmethod
+    def _entries_of(article: Article) -> list[Chunk]:
+        return [*article.chunks(), *article.question_chunks()]
+
     def _load_memory(self, articles: Sequence[Article]) -> None:
         self.articles = {a.id: a for a in articles}
-        self._chunks = [(a, c) for a in articles for c in a.chunks()]
+        self._chunks = [(a, c) for a in articles for c in self._entries_of(a)]
         corpus = [bm25_tokens(chunk_document(a, c)) for a, c in self._chunks]
         bm25 = bm25s.BM25()
         bm25.index(corpus, show_progress=False)
@@ -328,7 +343,8 @@ class KnowledgeIndex:
                 continue
             seen.add(aid)
             article = self.articles[aid]
-            chunk = article.chunks()[int(doc.metadata["order"])]
+            order = int(doc.metadata["order"])
+            chunk = article.chunks()[max(order, 0)]
             similarity = 1.0 - float(distance)
             hits.append(Hit(article, similarity, chunk, {"dense": len(hits) + 1}, {"dense": similarity}))
             if len(hits) >= k:
@@ -346,6 +362,8 @@ class KnowledgeIndex:
             article, chunk = self._chunks[int(idx)]
             if article.id in seen:
                 continue
+            if chunk.is_question:
+                chunk = article.chunks()[0]
             seen.add(article.id)
             hits.append(Hit(article, score, chunk, {leg: len(hits) + 1}, {leg: score}))
             if len(hits) >= k:

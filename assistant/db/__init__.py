@@ -1,7 +1,7 @@
 """Database: SQLAlchemy 2.0 models, engine/session factory and Alembic migrations."""
 
 from assistant.db.models import Base, Conversation, Message
-from assistant.db.session import Database, make_engine, upgrade, downgrade, current_revision
+from assistant.db.session import Database, current_revision, downgrade, make_engine, upgrade
 
 __all__ = [
     "Base",

@@ -41,7 +41,7 @@ class KeywordRiskClassifier:
     model_version = "keyword-1"
 
     def assess(
-        self, message: NormalizedText, history: Sequence[NormalizedText] = ()
+        self, message: NormalizedText, history: Sequence[NormalizedText] = ()  # noqa: ARG002 - one message alone
     ) -> RiskAssessment:
         scores: dict[str, float] = {}
         signals: list[str] = []

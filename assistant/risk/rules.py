@@ -429,7 +429,7 @@ class RulesRiskClassifier:
         return out
 
     def assess(
-        self, message: NormalizedText, history: Sequence[NormalizedText] = ()
+        self, message: NormalizedText, history: Sequence[NormalizedText] = ()  # noqa: ARG002 - one message alone
     ) -> RiskAssessment:
         hits = self.hits(message.folded)
         if not hits:

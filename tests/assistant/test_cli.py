@@ -24,7 +24,7 @@ def run(args: list[str], data_dir: Path, stdin: str = "", env: dict[str, str] | 
 
 
 @pytest.fixture(scope="module")
-def cli_data(shared_settings: Any, services: Any) -> Path:
+def cli_data(shared_settings: Any, services: Any) -> Path:  # noqa: ARG001 - builds models and index
     """The shared data dir: models and index already built by the services fixture."""
     return Path(shared_settings.data_path)
 

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from knowledge_base.articles import CONTENT_DIR
+from knowledge_base.articles import CONTENT_DIR, parse_article
 from knowledge_base.check import check_directory, reading_level, sentences
-from knowledge_base.articles import parse_article
 from tests.knowledge_base.conftest import write_article
 
 pytestmark = pytest.mark.unit
