@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # Applies migrations, trains/loads the cached models and builds the knowledge
-# base index when missing or stale, then serves on http://127.0.0.1:8000.
+# base index when missing or stale, then serves on http://127.0.0.1:8000. The
+# delivery worker (tip reports -> agencies and counselors) runs as a background
+# thread of the same process (ASSISTANT_ESCALATION__WORKER_IN_SERVE=true, the
+# default); to scale, turn it off and run `python -m assistant worker` beside it.
 run: $(STAMP)
 	$(BIN)/python -m assistant serve
 

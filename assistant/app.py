@@ -7,18 +7,30 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from assistant import __version__
 from assistant.api import router
+from assistant.auth import router as auth_router
+from assistant.channels.routes import router as channels_router
+from assistant.console import router as console_router
 from assistant.errors import AssistantError
 from assistant.logs import configure_logging, request_id_var
+from assistant.privacy.routes import router as privacy_router
+from assistant.ratelimit import RateLimitMiddleware, limiter_for
 from assistant.services import Services, build_services
 from assistant.settings import Settings
+from assistant.web import router as web_router
+from escalation.api import router as escalation_router
+
+if TYPE_CHECKING:
+    from escalation.worker import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +43,40 @@ def _error(status: int, code: str, vi: str, en: str) -> JSONResponse:
     )
 
 
+def _start_worker(services: Services) -> WorkerThread:
+    from escalation.worker import DeliveryWorker, WorkerThread
+
+    assert services.escalation is not None
+    worker = DeliveryWorker(services.db, services.settings, services.escalation)
+    log.info("delivery worker runs in this process", extra={"worker": worker.worker_id})
+    return WorkerThread(worker).start()
+
+
 def create_app(
     settings: Settings | None = None,
     services: Services | None = None,
     prepare: bool = True,
+    run_worker: bool = False,
 ) -> FastAPI:
     """Build the app. ``services`` may be given (tests share one set); else built at start-up."""
     settings = settings or (services.settings if services else Settings())
-    configure_logging(settings.logging)
+    configure_logging(settings.logging, production=settings.production)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services or build_services(settings, prepare=prepare)
+        if app.state.services.channels is not None:
+            # Zalo/Messenger events acknowledged by a previous process are answered now.
+            app.state.services.channels.start()
+        # `serve` (and so `make run`) runs the delivery worker as a background thread
+        # when escalation.worker_in_serve is on; more workers: `python -m assistant worker`.
+        worker = _start_worker(app.state.services) if run_worker else None
         try:
             yield
         finally:
+            if worker is not None:
+                worker.close()
             if owned:
                 app.state.services.close()
 
@@ -60,6 +90,10 @@ def create_app(
     app.state.settings = settings
     if services is not None:
         app.state.services = services
+
+    # Innermost: rate limits on the browser chat (after the size check and request id below).
+    app.state.rate_limiter = limiter_for(settings)
+    app.add_middleware(RateLimitMiddleware, limiter=app.state.rate_limiter)
 
     @app.middleware("http")
     async def request_context(
@@ -137,4 +171,20 @@ def create_app(
         return _error(exc.status_code, "http_error", vi, en)
 
     app.include_router(router)
+    app.include_router(auth_router)
+    app.include_router(escalation_router)
+    app.include_router(channels_router)
+    app.include_router(web_router)
+    app.include_router(privacy_router)
+    app.include_router(console_router)
+    # Outermost, so that every answer (429 and 413 too) carries the CORS headers
+    # the widget on an allowed host page needs to read it.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.widget.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["content-type", "x-request-id"],
+        expose_headers=["retry-after", "x-request-id"],
+        max_age=600,
+    )
     return app

@@ -97,6 +97,35 @@ class ChatService:
         assert turn.assessment is not None and turn.reply is not None
         return self._store(turn, conversation_id, user_pseudonym, platform_message_id)
 
+    def continue_conversation(
+        self,
+        text: str,
+        audience: str,
+        channel: str,
+        user_pseudonym: str,
+        conversation_id: str | None = None,
+        platform_message_id: str | None = None,
+    ) -> ChatResult:
+        """A turn in the user's current conversation on a channel (Zalo, Messenger).
+
+        Continues ``conversation_id`` only when it still exists and belongs to the
+        same user on the same channel; otherwise (purged, or never started) a new
+        conversation begins, so a channel user is never told "unknown conversation".
+        """
+        if conversation_id is not None:
+            with self.db.session() as session:
+                conv = self.store.get(session, conversation_id)
+                if conv is None or conv.channel != channel or conv.user_pseudonym != user_pseudonym:
+                    conversation_id = None
+        return self.handle(
+            text=text,
+            audience=audience,
+            channel=channel,
+            conversation_id=conversation_id,
+            user_pseudonym=user_pseudonym,
+            platform_message_id=platform_message_id,
+        )
+
     def _store(
         self,
         turn: ChatTurn,

@@ -44,8 +44,8 @@ class Reply:
 class Relevance:
     """Calibrated thresholds: a hit is answerable when either leg is confident."""
 
-    min_bm25: float = 6.0
-    min_dense: float = 0.84
+    min_bm25: float = 9.0
+    min_dense: float = 0.89
 
 
 class Responder(Protocol):

@@ -6,15 +6,21 @@ so the API and the command line run exactly the same pipeline.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+from assistant.auth import AuthService
+from assistant.channels.registry import build_channel_service
+from assistant.channels.service import ChannelService
 from assistant.conversations import ChatService
 from assistant.db import Database
 from assistant.metrics import Metrics
 from assistant.pipeline import ChatPipeline, NormalizeStage, RespondStage, RiskStage
+from assistant.privacy.service import PrivacyService
 from assistant.prompts import default_prompts
 from assistant.responder import GroundedResponder, Relevance
 from assistant.risk.base import RiskClassifier
@@ -24,11 +30,50 @@ from assistant.risk.model import ModelRiskClassifier
 from assistant.risk.model import load_or_train as load_or_train_risk
 from assistant.risk.rules import RulesRiskClassifier
 from assistant.settings import RiskSettings, Settings
-from assistant.text import AccentRestorer, load_or_train, normalize
+from assistant.text import AccentRestorer, NormalizedText, load_or_train, normalize
+from assistant.text.accents import ARTIFACT_VERSION as ACCENT_ARTIFACT_VERSION
+from escalation import audit as escalation_audit
+from escalation.service import EscalationService
 from knowledge_base.embedders import make_embedder
 from knowledge_base.index import KnowledgeIndex
 
 log = logging.getLogger(__name__)
+
+TEXT_DIR = Path(__file__).resolve().parent / "text"
+
+
+def text_layer_version() -> str:
+    """Changes whenever the normalisation code or its dictionaries change."""
+    digest = hashlib.sha256(f"accent-{ACCENT_ARTIFACT_VERSION}".encode())
+    for path in sorted([*TEXT_DIR.glob("*.py"), *TEXT_DIR.glob("data/*")]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def pin_numeric_threads(threads: int = 1) -> None:
+    """One thread for BLAS/OpenMP pools: a worker serves many requests at once, and on a
+    small busy machine extra math threads only fight over the cores (see ARCHITECTURE.md)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+class CachingNormalizeStage(NormalizeStage):
+    """``NormalizeStage`` with an LRU cache: every turn normalises the conversation's
+    earlier messages again, and many users send the same short texts."""
+
+    def __init__(self, restorer: AccentRestorer | None, cache_size: int = 8192) -> None:
+        super().__init__(restorer)
+
+        @lru_cache(maxsize=cache_size)
+        def cached(text: str) -> NormalizedText:
+            return normalize(text, restorer)
+
+        self._cached = cached
+
+    def normalize(self, text: str) -> NormalizedText:
+        return self._cached(text)
 
 
 @dataclass
@@ -41,8 +86,14 @@ class Services:
     pipeline: ChatPipeline
     chat: ChatService
     metrics: Metrics
+    channels: ChannelService | None = None
+    escalation: EscalationService | None = None
+    auth: AuthService | None = None
+    privacy: PrivacyService | None = None
 
     def close(self) -> None:
+        if self.channels is not None:
+            self.channels.close()
         self.db.dispose()
 
 
@@ -56,15 +107,27 @@ def make_classifier(settings: RiskSettings, models_dir: Path, restorer: AccentRe
     model = ModelRiskClassifier(load_or_train_risk(models_dir, lambda t: normalize(t, restorer).folded))
     if settings.classifier == "model":
         return model
+    if settings.classifier == "transformer":
+        # Optional layer: needs `python -m assistant risk train-transformer` first.
+        from assistant.risk.transformer import load_transformer_classifier
+
+        return load_transformer_classifier(
+            models_dir, settings.transformer_dir, category_model=model, threads=settings.transformer_threads
+        )
     return EnsembleRiskClassifier(rules, model)
 
 
-def make_index(settings: Settings) -> KnowledgeIndex:
+def make_index(settings: Settings, restorer: AccentRestorer) -> KnowledgeIndex:
     embedder = make_embedder(
         settings.retrieval.embedder, settings.retrieval.model_dir, settings.retrieval.embed_threads
     )
     return KnowledgeIndex(
-        settings.index_dir, embedder, settings.knowledge_base_dir, settings.retrieval.chroma_url
+        settings.index_dir,
+        embedder,
+        settings.knowledge_base_dir,
+        settings.retrieval.chroma_url,
+        normalizer=lambda text: normalize(text, restorer),
+        normalizer_version=text_layer_version(),
     )
 
 
@@ -76,12 +139,13 @@ def build_services(settings: Settings, prepare: bool = True) -> Services:
     the knowledge-base index is built if missing or stale.
     """
     started = time.perf_counter()
+    pin_numeric_threads()
     settings.ensure_dirs()
-    db = Database(settings.database_url, settings.database)
+    db = Database(settings.database_url, settings.database, settings.security.keyring())
     if prepare:
         db.upgrade()
     restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
-    index = make_index(settings)
+    index = make_index(settings, restorer)
     if prepare:
         report = index.ensure()
         if report is not None:
@@ -95,9 +159,19 @@ def build_services(settings: Settings, prepare: bool = True) -> Services:
         index, prompts, Relevance(settings.retrieval.min_bm25, settings.retrieval.min_dense)
     )
     pipeline = ChatPipeline(
-        [NormalizeStage(restorer), RiskStage(classifier), RespondStage(responder)],
+        [CachingNormalizeStage(restorer), RiskStage(classifier), RespondStage(responder)],
         observe=metrics.observe_stage,
     )
-    chat = ChatService(db, pipeline, history_turns=settings.chat.history_turns)
+    escalation = EscalationService(db, settings)
+    escalation.check_config()
+    auth = AuthService(db, settings, audit=escalation_audit.auth_hook)
+    # Tip reports are opened inside the transaction that stores the disclosure.
+    chat = ChatService(
+        db, pipeline, history_turns=settings.chat.history_turns, hooks=[escalation.on_turn]
+    )
+    channels = build_channel_service(settings, db, chat, prompts, metrics)
     log.info("services ready", extra={"seconds": round(time.perf_counter() - started, 2)})
-    return Services(settings, db, restorer, index, classifier, pipeline, chat, metrics)
+    return Services(
+        settings, db, restorer, index, classifier, pipeline, chat, metrics, channels,
+        escalation=escalation, auth=auth, privacy=PrivacyService(db, settings.privacy),
+    )

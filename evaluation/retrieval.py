@@ -75,6 +75,9 @@ def evaluate(services: Any, write: bool = True) -> dict[str, Any]:
     index = services.index
     normalize: Callable[[str], NormalizedText] = services.pipeline.stage("normalize").normalize
     questions = load_questions()
+    # Gold ids of articles since merged into another resolve to the merged article.
+    for q in questions:
+        q.gold = [a.id if (a := index.resolve(g)) else g for g in q.gold]
     out_of_scope = load_questions("out_of_scope.jsonl")
     baseline = Chroma(
         collection_name=index.store._collection.name,

@@ -55,6 +55,7 @@ class Article:
     sources: tuple[dict[str, str], ...]
     related: tuple[str, ...]
     questions: tuple[str, ...]
+    aliases: tuple[str, ...]
     reviewed_at: str
     version: int
     body: str
@@ -147,6 +148,7 @@ def parse_article(path: Path) -> Article:
         sources=tuple(sources),
         related=tuple(str(r) for r in _as_tuple(meta.get("related"))),
         questions=tuple(str(q) for q in _as_tuple(meta.get("questions"))),
+        aliases=tuple(str(a) for a in _as_tuple(meta.get("aliases"))),
         reviewed_at=reviewed_at,
         version=version,
         body=match.group(2),

@@ -2,7 +2,8 @@
 
 It rejects articles with missing or invalid metadata, duplicate ids, ids that
 do not match the file name, broken links between articles, and text above the
-reading level set for the audience.
+reading level set for the audience. ``aliases`` lists the ids of articles merged
+into this one, so old links and references keep resolving.
 
 Reading level (a simple, documented measure): the text is split into sentences
 at ``.``, ``!``, ``?``, ``:`` and line breaks (so each list item is a sentence);
@@ -128,6 +129,11 @@ def check_directory(content_dir: Path) -> tuple[list[Article], list[Problem]]:
             problems.append(Problem(article.path.name, f"duplicate id {article.id!r} (also in {seen[article.id]})"))
         seen.setdefault(article.id, article.path.name)
         problems.extend(Problem(article.path.name, m) for m in check_article(article))
+    for article in articles:
+        for alias in article.aliases:
+            if alias in seen:
+                problems.append(Problem(article.path.name, f"alias {alias!r} is also an article id or alias"))
+            seen.setdefault(alias, article.path.name)
     for article in articles:
         for target in article.links():
             if target not in seen:

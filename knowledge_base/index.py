@@ -6,6 +6,11 @@ So the query is expanded (teen code), the dense leg gets the accent-restored
 text, the BM25 leg the folded text, and the two rankings are fused with
 reciprocal rank fusion. Audience and age band filter both legs.
 
+Serving keeps everything a query touches in memory: the BM25 index, the chunk
+vectors (read once from Chroma, searched exactly with one matrix product, so no
+vector-store round trip per message) and an LRU cache of query embeddings keyed
+by the accent-restored text (the embedding is the costliest step of a message).
+
     KnowledgeBaseError
      ├── IndexNotReady      the index was never built or is stale
      └── ArticleError       (from ``articles``) a broken article file
@@ -15,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,7 @@ import numpy as np
 from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 
+from assistant.text import NormalizedText
 from assistant.text.normalize import fold_accents
 from knowledge_base.articles import Article, Chunk, corpus_hash, load_articles
 from knowledge_base.embedders import Embedder, LangChainEmbedder
@@ -35,7 +43,9 @@ log = logging.getLogger(__name__)
 
 COLLECTION = "kb_chunks"
 MANIFEST = "manifest.json"
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
+LEG_WEIGHTS = {"bm25_section": 0.5, "bm25_question": 1.0, "dense_section": 1.0, "dense_question": 1.0}
+"""RRF weights of the four legs, chosen on the DEV questions only (evaluation/retrieval.py)."""
 
 
 class KnowledgeBaseError(RuntimeError):
@@ -54,7 +64,7 @@ def bm25_tokens(text: str) -> list[str]:
 
 
 def chunk_document(article: Article, chunk: Chunk) -> str:
-    """The text embedded and indexed for one chunk: title, heading, body (a question as is)."""
+    """The text embedded and indexed for one chunk: title, heading, body (a question as typed)."""
     if chunk.is_question:
         return chunk.text
     parts = [article.title]
@@ -68,6 +78,7 @@ def chunk_metadata(article: Article, chunk: Chunk) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "article_id": article.id,
         "order": chunk.order,
+        "is_question": chunk.is_question,
         "aud_child": article.for_audience("child"),
         "aud_parent": article.for_audience("parent"),
     }
@@ -118,13 +129,20 @@ class KnowledgeIndex:
         embedder: Embedder,
         content_dir: Path,
         chroma_url: str | None = None,
-        rrf_k: int = 20,
+        rrf_k: int = 5,
+        normalizer: Callable[[str], NormalizedText] | None = None,
+        normalizer_version: str = "none",
+        query_cache_size: int = 4096,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.content_dir = Path(content_dir)
         self.embedder = embedder
         self.chroma_url = chroma_url
         self.rrf_k = rrf_k
+        # Sample questions are written the way users type (no diacritics, teen code):
+        # they get the same normalisation as users' messages.
+        self.normalizer = normalizer
+        self.normalizer_version = normalizer_version
         self._client: Any = None
         self._store: Chroma | None = None
         self.articles: dict[str, Article] = {}
@@ -132,6 +150,16 @@ class KnowledgeIndex:
         self._bm25: bm25s.BM25 | None = None
         self._aud_mask: dict[str, np.ndarray] = {}
         self._age_mask: dict[str, np.ndarray] = {}
+        self._is_question = np.zeros(0, dtype=bool)
+        self._first_section: dict[str, Chunk] = {}
+        # Unit-length chunk vectors aligned with ``_chunks`` (rows missing from the store masked out).
+        self._vectors = np.zeros((0, embedder.dim), dtype=np.float32)
+        self._has_vector = np.zeros(0, dtype=bool)
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_size = query_cache_size
+        self._query_cache_lock = threading.Lock()
+        self.query_cache_hits = 0
+        self.query_cache_misses = 0
 
     # -- storage -----------------------------------------------------------
     @property
@@ -186,6 +214,7 @@ class KnowledgeIndex:
         return (
             manifest.get("format") != INDEX_FORMAT
             or manifest.get("embedder") != self.embedder.name
+            or manifest.get("normalizer") != self.normalizer_version
             or manifest.get("corpus_hash") != corpus_hash(articles)
         )
 
@@ -195,7 +224,12 @@ class KnowledgeIndex:
         articles = load_articles(self.content_dir)
         manifest = self._read_manifest()
         previous: dict[str, str] = manifest.get("articles", {})
-        if force or manifest.get("embedder") != self.embedder.name or manifest.get("format") != INDEX_FORMAT:
+        if (
+            force
+            or manifest.get("embedder") != self.embedder.name
+            or manifest.get("format") != INDEX_FORMAT
+            or manifest.get("normalizer") != self.normalizer_version
+        ):
             self._reset_collection()
             previous = {}
         current = {a.id: a.content_hash for a in articles}
@@ -224,7 +258,7 @@ class KnowledgeIndex:
             if sections:
                 vectors[sections] = self.embedder.embed_passages([docs[i] for i in sections])
             if questions:
-                vectors[questions] = self.embedder.embed_queries([docs[i] for i in questions])
+                vectors[questions] = self.embedder.embed_queries([self._dense_text(docs[i]) for i in questions])
             for start in range(0, len(ids), 256):
                 end = start + 256
                 collection.upsert(
@@ -240,6 +274,7 @@ class KnowledgeIndex:
                 {
                     "format": INDEX_FORMAT,
                     "embedder": self.embedder.name,
+                    "normalizer": self.normalizer_version,
                     "corpus_hash": corpus_hash(articles),
                     "articles": current,
                 },
@@ -282,6 +317,12 @@ class KnowledgeIndex:
         self._load_memory(articles)
         return None
 
+    def _dense_text(self, question: str) -> str:
+        return self.normalizer(question).restored if self.normalizer else question
+
+    def _folded_text(self, question: str) -> str:
+        return self.normalizer(question).folded if self.normalizer else question
+
     @staticmethod
     def _entries_of(article: Article) -> list[Chunk]:
         return [*article.chunks(), *article.question_chunks()]
@@ -289,23 +330,73 @@ class KnowledgeIndex:
     def _load_memory(self, articles: Sequence[Article]) -> None:
         self.articles = {a.id: a for a in articles}
         self._chunks = [(a, c) for a in articles for c in self._entries_of(a)]
-        corpus = [bm25_tokens(chunk_document(a, c)) for a, c in self._chunks]
+        corpus = [
+            bm25_tokens(self._folded_text(c.text) if c.is_question else chunk_document(a, c))
+            for a, c in self._chunks
+        ]
         bm25 = bm25s.BM25()
         bm25.index(corpus, show_progress=False)
         self._bm25 = bm25
         self._aud_mask = {
             aud: np.array([a.for_audience(aud) for a, _ in self._chunks]) for aud in ("child", "parent")
         }
+        self._is_question = np.array([c.is_question for _, c in self._chunks], dtype=bool)
         self._age_mask = {
             band: np.array([band in a.age_band for a, _ in self._chunks]) for band in ("8-11", "12-15", "16-17")
         }
-        _ = self.store  # open the vector store now, not on the first request
+        self._first_section = {a.id: a.chunks()[0] for a in articles}
+        self._load_vectors()
+        with self._query_cache_lock:
+            self._query_cache.clear()
+
+    def _load_vectors(self) -> None:
+        """Read every chunk vector from the store once (this also opens it before the first request)."""
+        got = self.store._collection.get(include=["embeddings"])
+        embeddings = got.get("embeddings")
+        position = {cid: i for i, cid in enumerate(got["ids"])}
+        vectors = np.zeros((len(self._chunks), self.embedder.dim), dtype=np.float32)
+        has_vector = np.zeros(len(self._chunks), dtype=bool)
+        if embeddings is not None and len(embeddings):
+            stored = np.asarray(embeddings, dtype=np.float32)
+            for row, (_, chunk) in enumerate(self._chunks):
+                j = position.get(chunk.chunk_id)
+                if j is not None:
+                    vectors[row] = stored[j]
+                    has_vector[row] = True
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self._vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        self._has_vector = has_vector & (norms[:, 0] > 0)
+        if not self._has_vector.all():
+            log.warning("chunks without a vector in the store", extra={"missing": int((~self._has_vector).sum())})
+
+    def resolve(self, article_id: str) -> Article | None:
+        """An article by id, or by the id of an article merged into it (``aliases``)."""
+        if article_id in self.articles:
+            return self.articles[article_id]
+        return next((a for a in self.articles.values() if article_id in a.aliases), None)
 
     @property
     def ready(self) -> bool:
         return self._bm25 is not None
 
     # -- search ------------------------------------------------------------
+    def embed_query(self, text: str) -> np.ndarray:
+        """The query embedding of ``text``, from an LRU cache (many users ask the same things)."""
+        with self._query_cache_lock:
+            cached = self._query_cache.get(text)
+            if cached is not None:
+                self._query_cache.move_to_end(text)
+                self.query_cache_hits += 1
+                return cached
+        vector = np.asarray(self.embedder.embed_queries([text])[0], dtype=np.float32)
+        vector.setflags(write=False)
+        with self._query_cache_lock:
+            self.query_cache_misses += 1
+            self._query_cache[text] = vector
+            if len(self._query_cache) > self._query_cache_size:
+                self._query_cache.popitem(last=False)
+        return vector
+
     def _mask(self, audience: str | None, age_band: str | None) -> np.ndarray:
         mask = np.ones(len(self._chunks), dtype=bool)
         if audience in self._aud_mask:
@@ -315,37 +406,58 @@ class KnowledgeIndex:
         return mask
 
     def search_bm25(
-        self, query: str, audience: str | None = None, age_band: str | None = None, k: int = 10
+        self,
+        query: str,
+        audience: str | None = None,
+        age_band: str | None = None,
+        k: int = 10,
+        kind: str | None = None,
     ) -> list[Hit]:
+        """BM25 over folded syllables; ``kind`` keeps only sections or only sample questions."""
         if self._bm25 is None:
             raise IndexNotReady("knowledge-base index is not loaded")
         tokens = bm25_tokens(query)
         if not tokens:
             return []
         scores = self._bm25.get_scores(tokens)
-        scores = np.where(self._mask(audience, age_band), scores, 0.0)
+        mask = self._mask(audience, age_band)
+        if kind is not None:
+            mask = mask & (self._is_question == (kind == "question"))
+        scores = np.where(mask, scores, 0.0)
         return self._best_per_article(scores, k, "bm25")
 
     def search_dense(
-        self, query: str, audience: str | None = None, age_band: str | None = None, k: int = 10
+        self,
+        query: str | np.ndarray,
+        audience: str | None = None,
+        age_band: str | None = None,
+        k: int = 10,
+        kind: str | None = None,
     ) -> list[Hit]:
+        """Nearest chunks by cosine similarity (the query text, or its vector): an exact
+        search over the chunk vectors held in memory, filtered like ``chroma_filter``."""
         if not self.ready:
             raise IndexNotReady("knowledge-base index is not loaded")
-        vector = self.embedder.embed_queries([query])[0].tolist()
-        results = self.store.similarity_search_by_vector_with_relevance_scores(
-            vector, k=k * 4, filter=chroma_filter(audience, age_band)
-        )
+        vector = self.embed_query(query) if isinstance(query, str) else np.asarray(query, dtype=np.float32)
+        norm = float(np.linalg.norm(vector))
+        mask = self._mask(audience, age_band) & self._has_vector
+        if kind is not None:
+            mask &= self._is_question == (kind == "question")
+        if norm == 0 or not mask.any():
+            return []
+        similarities = np.where(mask, self._vectors @ (vector / norm), -np.inf)
         hits: list[Hit] = []
         seen: set[str] = set()
-        for doc, distance in results:
-            aid = str(doc.metadata["article_id"])
-            if aid in seen or aid not in self.articles:
+        for idx in np.argsort(-similarities, kind="stable"):
+            similarity = float(similarities[idx])
+            if similarity == -np.inf:
+                break
+            article, chunk = self._chunks[int(idx)]
+            if article.id in seen:
                 continue
-            seen.add(aid)
-            article = self.articles[aid]
-            order = int(doc.metadata["order"])
-            chunk = article.chunks()[max(order, 0)]
-            similarity = 1.0 - float(distance)
+            seen.add(article.id)
+            if chunk.is_question:
+                chunk = self._first_section[article.id]
             hits.append(Hit(article, similarity, chunk, {"dense": len(hits) + 1}, {"dense": similarity}))
             if len(hits) >= k:
                 break
@@ -363,7 +475,7 @@ class KnowledgeIndex:
             if article.id in seen:
                 continue
             if chunk.is_question:
-                chunk = article.chunks()[0]
+                chunk = self._first_section[article.id]
             seen.add(article.id)
             hits.append(Hit(article, score, chunk, {leg: len(hits) + 1}, {leg: score}))
             if len(hits) >= k:
@@ -379,21 +491,27 @@ class KnowledgeIndex:
         k: int = 5,
         depth: int = 20,
     ) -> list[Hit]:
-        """Hybrid: BM25 on the folded text, dense on the accent-restored text, fused by RRF."""
+        """Hybrid: four legs (BM25 and dense, over sections and over sample questions),
+        fused by weighted reciprocal rank fusion. ``raw`` keeps each article's best BM25
+        score and best cosine similarity for the no-answer threshold."""
+        vector = self.embed_query(dense_query)
         legs = {
-            "bm25": self.search_bm25(folded_query, audience, age_band, depth),
-            "dense": self.search_dense(dense_query, audience, age_band, depth),
+            "bm25_section": self.search_bm25(folded_query, audience, age_band, depth, "section"),
+            "bm25_question": self.search_bm25(folded_query, audience, age_band, depth, "question"),
+            "dense_section": self.search_dense(vector, audience, age_band, depth, "section"),
+            "dense_question": self.search_dense(vector, audience, age_band, depth, "question"),
         }
         fused: dict[str, Hit] = {}
         for leg, hits in legs.items():
+            kind = leg.split("_", 1)[0]
             for rank, hit in enumerate(hits, start=1):
                 entry = fused.get(hit.article.id)
                 if entry is None:
                     entry = fused[hit.article.id] = Hit(hit.article, 0.0, hit.chunk)
-                elif leg == "bm25":
+                elif leg == "bm25_section":
                     entry.chunk = hit.chunk
-                entry.score += 1.0 / (self.rrf_k + rank)
+                entry.score += LEG_WEIGHTS[leg] / (self.rrf_k + rank)
                 entry.ranks[leg] = rank
-                entry.raw[leg] = hit.raw[leg]
+                entry.raw[kind] = max(entry.raw.get(kind, 0.0), hit.raw[kind])
         ranked = sorted(fused.values(), key=lambda h: (-h.score, h.article.id))
         return ranked[:k]

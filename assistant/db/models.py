@@ -20,10 +20,11 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from assistant.crypto import EncryptedText
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -86,7 +87,7 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(16))
     user_pseudonym: Mapped[str | None] = mapped_column(String(64))
     audience: Mapped[str] = mapped_column(String(16))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(EncryptedText)  # encrypted at rest (assistant.crypto)
     platform_message_id: Mapped[str | None] = mapped_column(String(128))
     # Internal assessment of a user message; never exposed by the public API.
     severity: Mapped[int | None] = mapped_column(Integer)

@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from assistant.crypto import Keyring, attach_keyring
 from assistant.settings import DatabaseSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -79,9 +80,14 @@ def current_revision(engine: Engine) -> str | None:
 class Database:
     """The engine and session factory of one instance."""
 
-    def __init__(self, url: str, settings: DatabaseSettings | None = None) -> None:
+    def __init__(
+        self, url: str, settings: DatabaseSettings | None = None, keyring: Keyring | None = None
+    ) -> None:
         self.url = url
         self.engine = make_engine(url, settings)
+        # Encrypted columns use the keys of THIS engine (development key when none is given).
+        self.keyring = keyring or Keyring.development()
+        attach_keyring(self.engine, self.keyring)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     @property

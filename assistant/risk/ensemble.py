@@ -21,11 +21,13 @@ from typing import Any
 from assistant.risk.base import RiskAssessment
 from assistant.risk.context import conversation_signals
 from assistant.risk.model import ModelRiskClassifier
-from assistant.risk.rules import RulesRiskClassifier
+from assistant.risk.rules import RuleHit, RulesRiskClassifier
 from assistant.risk.taxonomy import HIGH_CATEGORIES, MODERATE_CATEGORIES
 from assistant.text import NormalizedText
 
 ANNOUNCED_THRESHOLD_FACTOR = 0.5
+WEAK_RULE_FACTOR = 0.5
+"""A weak rule escalates when the model gives at least half its threshold."""
 
 
 class EnsembleRiskClassifier:
@@ -38,19 +40,20 @@ class EnsembleRiskClassifier:
         self.rules = rules
         self.model = model
         self.model_version = f"ensemble-1+{rules.model_version}+{model.model_version}"
-        self._cache: OrderedDict[str, tuple[RiskAssessment, dict[str, Any]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[list[RuleHit], RiskAssessment, dict[str, Any]]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = Lock()
 
     # -- one message ---------------------------------------------------------
-    def _parts(self, message: NormalizedText) -> tuple[RiskAssessment, dict[str, Any]]:
+    def _parts(self, message: NormalizedText) -> tuple[list[RuleHit], RiskAssessment, dict[str, Any]]:
         key = message.folded
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        parts = (self.rules.assess(message), self.model.score(message))
+        hits = self.rules.hits(message.folded)
+        parts = (hits, self.rules.from_hits(hits), self.model.score(message))
         with self._lock:
             self._cache[key] = parts
             if len(self._cache) > self._cache_size:
@@ -58,17 +61,19 @@ class EnsembleRiskClassifier:
         return parts
 
     def message_level(self, message: NormalizedText, threshold_factor: float = 1.0) -> RiskAssessment:
-        rules, scores = self._parts(message)
+        rule_hits, rules, scores = self._parts(message)
         model = self.model.model
         cats: dict[str, float] = dict(scores["categories"])
         for category, score in rules.categories.items():
             cats[category] = max(cats.get(category, 0.0), score)
         signals = list(rules.signals)
         p_esc, p_imm = scores["p_escalate"], scores["p_imminent"]
-        if rules.severity >= 3:
+        threshold = model.threshold_escalate * threshold_factor
+        strong = any(hit.rule.strong and hit.severity >= 3 for hit in rule_hits)
+        if rules.severity >= 3 and (strong or p_esc >= threshold * WEAK_RULE_FACTOR):
             severity = 4 if rules.severity >= 4 or p_imm >= model.threshold_imminent else 3
             primary = rules.primary
-        elif p_esc >= model.threshold_escalate * threshold_factor:
+        elif p_esc >= threshold:
             severity = 4 if p_imm >= model.threshold_imminent else 3
             high = {c: v for c, v in cats.items() if c in HIGH_CATEGORIES}
             primary = max(high, key=lambda c: high[c]) if high else "violence"

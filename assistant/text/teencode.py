@@ -312,7 +312,7 @@ def _rule_r(ctx: _Context, default: str) -> str | None:
     return default
 
 
-_H_PREV: Final = frozenset(["bay", "may", "luc", "den", "tu", "toi", "khoang", "gan", "qua"])
+_H_PREV: Final = frozenset(["bay", "may", "luc", "den", "tu", "toi", "khoang", "gan", "qua", "roi", "r", "ma"])
 
 
 def _rule_h(ctx: _Context, default: str) -> str | None:
@@ -719,7 +719,11 @@ def _expand_entry(
             window.append(_fold(other.text))
     around = [_neighbour_far(tokens, i, step, text) for step in (-1, 1)]
     singles = [n for n in around if n is not None and len(n.text) == 1 and n.text.isalpha()]
-    letter_list = len(singles) == 2 or any(n.text.lower() not in table for n in singles)
+    # Two single-letter neighbours form a list only when the letters run in
+    # alphabetical order ("a b c") or are capitals; "cho e r h đòi" is teen code.
+    letter_list = (
+        len(singles) == 2 and _alphabet_run(singles[0].text, word, singles[1].text)
+    ) or any(n.text.lower() not in table for n in singles)
     ctx = _Context(
         prev=prev_out if prv is not None else None,
         next=next_word,
@@ -732,6 +736,16 @@ def _expand_entry(
     )
     result = _RULES[entry.condition](ctx, entry.expansion)
     return None if result is None else _apply_case(word, result)
+
+
+def _alphabet_run(before: str, word: str, after: str) -> bool:
+    letters = [before, word, after]
+    if any(len(ch) != 1 for ch in letters):
+        return True
+    if any(ch.isupper() for ch in letters):
+        return True
+    codes = [ord(ch.lower()) for ch in letters]
+    return codes[1] - codes[0] == 1 and codes[2] - codes[1] == 1
 
 
 def _neighbour_far(tokens: list[_Token], i: int, step: int, text: str) -> _Token | None:

@@ -111,3 +111,17 @@ def test_health_ready_metrics_and_docs(client: Any) -> None:
 def test_request_id_is_echoed(client: Any) -> None:
     r = client.get("/healthz", headers={"x-request-id": "abc123"})
     assert r.headers["x-request-id"] == "abc123"
+
+
+@pytest.mark.parametrize("text", ["công thức làm bánh flan", "thu do cua nuoc phap la gi"])
+def test_out_of_scope_question_says_so_and_offers_111(client: Any, text: str) -> None:
+    r = client.post("/api/v1/chat", json={"text": text, "audience": "child"})
+    reply = r.json()["reply"]
+    assert reply["citations"] == []
+    assert "111" in reply["text"] and "không muốn đoán" in reply["text"]
+
+
+def test_parent_question_cites_a_parent_article(client: Any, services: Any) -> None:
+    r = client.post("/api/v1/chat", json={"text": "cách cài family link cho con", "audience": "parent"})
+    cited = r.json()["reply"]["citations"][0]["id"]
+    assert services.index.articles[cited].audience in ("parent", "both")

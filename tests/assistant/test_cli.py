@@ -41,8 +41,10 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run([], tmp_path).returncode == 2
 
 
-def test_users_command_does_not_exist_yet(tmp_path: Path) -> None:
-    assert run(["users", "--help"], tmp_path).returncode == 2
+@pytest.mark.parametrize("cmd", [["users"], ["users", "create"], ["worker"], ["bench", "escalation"]])
+def test_escalation_commands_have_help(cmd: list[str], tmp_path: Path) -> None:
+    r = run([*cmd, "--help"], tmp_path)
+    assert r.returncode == 0 and "usage:" in r.stdout
 
 
 def test_invalid_settings_exit_2_with_message(tmp_path: Path) -> None:

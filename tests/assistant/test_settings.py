@@ -51,7 +51,7 @@ def test_production_refuses_placeholder_secret() -> None:
 
 
 def test_production_accepts_a_real_secret() -> None:
-    s = make(mode="production", security={"pseudonym_key": "x" * 40})  # type: ignore[arg-type]
+    s = make(mode="production", security={"pseudonym_key": "x" * 40, "data_keys": ["QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="]})  # type: ignore[arg-type]
     assert s.production
 
 

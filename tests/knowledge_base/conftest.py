@@ -31,11 +31,11 @@ def write_article(
             related: {related}
             reviewed_at: 2026-11-20
             version: 1
-            {extra}---
+            EXTRA---
             # {title}
 
             """
-        )
+        ).replace("EXTRA", extra)
         + textwrap.dedent(body),
         encoding="utf-8",
     )

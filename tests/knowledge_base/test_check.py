@@ -78,3 +78,8 @@ def test_bundled_knowledge_base_passes_the_check() -> None:
     articles, problems = check_directory(CONTENT_DIR)
     assert [str(p) for p in problems] == []
     assert len(articles) >= 120
+
+
+def test_alias_colliding_with_an_id_is_rejected(small_kb: Path) -> None:
+    write_article(small_kb, "gop", "Bài gộp", "Một câu.\n", extra="aliases: [mat-khau]\n")
+    assert any("alias 'mat-khau'" in p for p in problems_of(small_kb))

@@ -75,4 +75,4 @@ def test_hybrid_fuses_both_legs(tmp_path: Path, small_kb: Path) -> None:
     index.ingest()
     hits = index.search("mat khau manh", "mật khẩu mạnh", audience="child")
     assert hits[0].article.id == "mat-khau"
-    assert set(hits[0].ranks) == {"bm25", "dense"}
+    assert set(hits[0].ranks) == {"bm25_section", "dense_section"}

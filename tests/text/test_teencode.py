@@ -201,3 +201,9 @@ class TestExpansion:
     def test_count(self) -> None:
         assert count_teencode("e ko bit lm j") == 5
         assert count_teencode("") == 0
+
+
+def test_runs_of_teen_letters_are_not_a_letter_list() -> None:
+    assert expand_teencode("ng ta nạp thẻ cho e r h đòi e trả ơn") == "người ta nạp thẻ cho em rồi giờ đòi em trả ơn"
+    assert expand_teencode("a b c d") == "a b c d"
+    assert expand_teencode("e bj tống tiền bằng ảnh") == "em bị tống tiền bằng ảnh"

@@ -5,6 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
+import assistant.auth  # noqa: F401 - registers the account and session tables
+import assistant.channels.models  # noqa: F401 - registers the channel tables on Base.metadata
+import assistant.privacy.models  # noqa: F401 - consent records and rights codes
+import escalation.models  # noqa: F401 - registers the escalation tables
 from assistant.db.models import Base
 
 config = context.config

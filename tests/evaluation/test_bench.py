@@ -1,0 +1,90 @@
+"""``python -m assistant bench chat``: the message mix, the report count, and one short real run.
+
+The real run starts the service and the baseline with uvicorn on scratch copies of
+the test data directory and drives them for a few seconds; it checks the outputs,
+never the speed (figures on a shared 2-core machine are noise at this size).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evaluation.bench_chat import BenchMessage, MessageMix, count_reports
+
+
+@pytest.mark.unit
+def test_mix_draws_every_kind_and_held_out_disclosures_once() -> None:
+    mix = MessageMix.load(seed=1, disclosure_share=0.1)
+    assert mix.disclosures and all(d["split"] == "heldout" and d["severity"] >= 3 for d in mix.disclosures)
+    rng = random.Random(3)
+    drawn = [mix.draw(rng, rng.choice(["child", "parent"])) for _ in range(2000)]
+    kinds = {m.kind for m in drawn}
+    assert kinds == {"question", "chitchat", "disclosure"}
+    disclosures = [m.ref for m in drawn if m.kind == "disclosure"]
+    assert 0.05 < len(disclosures) / len(drawn) < 0.15
+    assert len(set(disclosures)) == len(disclosures)  # each sent once while the pool lasts
+    assert all(m.audience in ("child", "parent") and m.text.strip() for m in drawn)
+
+
+@pytest.mark.unit
+def test_report_count_names_missed_disclosures_and_other_reports(tmp_path: Path) -> None:
+    db = tmp_path / "bench.sqlite3"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE tip_report (id TEXT, conversation_id TEXT)")
+        conn.execute("CREATE TABLE message (id INTEGER, conversation_id TEXT, role TEXT, severity INTEGER)")
+        conn.executemany("INSERT INTO tip_report VALUES (?, ?)", [("r1", "c1"), ("r2", "c3")])
+        conn.executemany(
+            "INSERT INTO message VALUES (?, ?, ?, ?)",
+            [(1, "c1", "user", 4), (2, "c1", "assistant", None), (3, "c2", "user", 0),
+             (4, "c3", "user", 0), (5, "c3", "user", 3)],
+        )
+    sent = [("c1", BenchMessage("chú ấy sờ vào người em", "child", "disclosure", "d1")),
+            ("c2", BenchMessage("em bị dọa tung ảnh", "child", "disclosure", "d2"))]
+    texts = {"c1": ["chú ấy sờ vào người em"], "c2": ["em bị dọa tung ảnh"], "c3": ["xin chào", "câu hỏi bị chặn"]}
+    out = count_reports(f"sqlite:///{db}", sent, texts)
+    assert out["disclosures_sent"] == 2 and out["reports_for_disclosures"] == 1 and not out["equal"]
+    assert out["missed"] == [{"id": "d2", "text": "em bị dọa tung ảnh"}]
+    assert out["reports_total"] == 2 and out["reports_from_other_messages"] == 1
+    assert out["other_report_examples"] == ["câu hỏi bị chặn"]
+
+
+@pytest.mark.integration
+def test_short_run_writes_reports_and_checks_disclosures(
+    services: Any, shared_settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.__main__ import main
+
+    assert services.index.ready  # models and index of the shared data dir are built
+    out = tmp_path / "reports"
+    code = main([
+        "bench", "chat", "--concurrency", "2", "--duration", "3", "--warmup", "1", "--rate", "8",
+        "--disclosure-share", "0.3", "--quality-limit", "6", "--data-dir", str(shared_settings.data_path),
+        "--out", str(out),
+    ])
+    printed = capsys.readouterr().out
+    assert code == 0
+    report = json.loads((out / "bench_chat.json").read_text())
+    for name in ("bench_chat_latency.png", "bench_chat_throughput.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for system in ("service", "baseline"):
+        run = report["runs"][system]
+        for phase in ("steady", "capacity"):
+            assert run[phase]["messages"] > 0
+            assert set(run[phase]["latency_ms"]) == {"p50", "p95", "p99", "max", "mean"}
+            assert sum(run[phase]["latency_histogram_ms"]["counts"]) > 0
+        assert run["memory"]["available"] and run["memory"]["peak_rss_mib"] > 50
+        assert report["quality"][system]["n"] == 6
+    d = report["disclosures"]
+    assert d["disclosures_sent"] > 0
+    assert d["reports_for_disclosures"] + len(d["missed"]) == d["disclosures_sent"]
+    assert d["equal"] == (not d["missed"])
+    assert d["reports_total"] == d["reports_for_disclosures"] + d["reports_from_other_messages"]
+    assert set(report["ratios"]) >= {"capacity_throughput", "steady_latency_p95"}
+    assert "disclosures sent" in printed and "targets:" in printed and "peak RSS MiB" in printed
