@@ -129,6 +129,25 @@ def text_with_options(text: str, options: Sequence[QuickReply]) -> str:
     return text + "\n" + "\n".join(lines)
 
 
+class SendShortcuts:
+    """``send_text`` and ``send_quick_replies`` built on the class's own ``send``."""
+
+    def send(self, message: OutboundMessage) -> SentMessage:  # noqa: ARG002 - overridden by each channel
+        raise TypeError(f"{type(self).__name__} must define send()")
+
+    def send_text(self, recipient_id: str, text: str, reply_to: str | None = None) -> SentMessage:
+        return self.send(OutboundMessage(recipient_id, text, reply_to=reply_to))
+
+    def send_quick_replies(
+        self,
+        recipient_id: str,
+        text: str,
+        options: Sequence[QuickReply],
+        reply_to: str | None = None,
+    ) -> SentMessage:
+        return self.send(OutboundMessage(recipient_id, text, tuple(options), reply_to=reply_to))
+
+
 @runtime_checkable
 class Channel(Protocol):
     """One messaging platform."""

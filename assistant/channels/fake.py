@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, cast
 
 from assistant.channels.base import (
@@ -22,7 +22,7 @@ from assistant.channels.base import (
     MissingSignature,
     OutboundMessage,
     PayloadError,
-    QuickReply,
+    SendShortcuts,
     SentMessage,
     SignatureError,
 )
@@ -31,7 +31,7 @@ SIGNATURE_HEADER = "x-fake-signature"
 _KINDS = ("text", "attachment", "postback", "follow", "unfollow")
 
 
-class CollectingChannel:
+class CollectingChannel(SendShortcuts):
     def __init__(self, name: str = "fake", secret: str = "fake-secret") -> None:
         self.name = name
         self.secret = secret
@@ -93,18 +93,6 @@ class CollectingChannel:
             self.sent.append(message)
             self._counter += 1
             return SentMessage(platform_message_id=f"{self.name}-out-{self._counter}")
-
-    def send_text(self, recipient_id: str, text: str, reply_to: str | None = None) -> SentMessage:
-        return self.send(OutboundMessage(recipient_id, text, reply_to=reply_to))
-
-    def send_quick_replies(
-        self,
-        recipient_id: str,
-        text: str,
-        options: Sequence[QuickReply],
-        reply_to: str | None = None,
-    ) -> SentMessage:
-        return self.send(OutboundMessage(recipient_id, text, tuple(options), reply_to=reply_to))
 
     def close(self) -> None:
         return None

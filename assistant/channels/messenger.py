@@ -32,6 +32,7 @@ from assistant.channels.base import (
     OutboundMessage,
     PayloadError,
     QuickReply,
+    SendShortcuts,
     SentMessage,
     SignatureError,
     TokenExpired,
@@ -58,7 +59,7 @@ def sign(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class MessengerChannel:
+class MessengerChannel(SendShortcuts):
     name = "messenger"
 
     def __init__(self, settings: MessengerSettings, http: PlatformHttpClient) -> None:
@@ -196,18 +197,6 @@ class MessengerChannel:
             raise WindowClosed(f"messenger reply window closed: {detail}", response.status_code, code)
         self.http.count_error("rejected")
         raise DeliveryRejected(f"messenger refused the message: {detail}", response.status_code, code)
-
-    def send_text(self, recipient_id: str, text: str, reply_to: str | None = None) -> SentMessage:
-        return self.send(OutboundMessage(recipient_id, text, reply_to=reply_to))
-
-    def send_quick_replies(
-        self,
-        recipient_id: str,
-        text: str,
-        options: Sequence[QuickReply],
-        reply_to: str | None = None,
-    ) -> SentMessage:
-        return self.send(OutboundMessage(recipient_id, text, tuple(options), reply_to=reply_to))
 
     def send_human(self, recipient_id: str, text: str) -> SentMessage:
         """A counselor's own message: tagged HUMAN_AGENT (never used for the bot's messages)."""

@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,7 +48,7 @@ from assistant.channels.base import (
     MissingSignature,
     OutboundMessage,
     PayloadError,
-    QuickReply,
+    SendShortcuts,
     SentMessage,
     SignatureError,
     TokenExpired,
@@ -200,7 +200,7 @@ class ZaloTokenStore:
             return row.access_token
 
 
-class ZaloChannel:
+class ZaloChannel(SendShortcuts):
     name = "zalo"
 
     def __init__(
@@ -354,18 +354,6 @@ class ZaloChannel:
             self.http.count_error("rejected")
             raise DeliveryRejected(f"zalo refused the message: {detail}", response.status_code, code)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def send_text(self, recipient_id: str, text: str, reply_to: str | None = None) -> SentMessage:
-        return self.send(OutboundMessage(recipient_id, text, reply_to=reply_to))
-
-    def send_quick_replies(
-        self,
-        recipient_id: str,
-        text: str,
-        options: Sequence[QuickReply],
-        reply_to: str | None = None,
-    ) -> SentMessage:
-        return self.send(OutboundMessage(recipient_id, text, tuple(options), reply_to=reply_to))
 
     def close(self) -> None:
         self.http.close()
