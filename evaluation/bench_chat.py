@@ -731,8 +731,10 @@ def plot(report: dict[str, Any], latency_png: Path, throughput_png: Path) -> Non
     fig.savefig(latency_png, dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(phases), figsize=(6 * len(phases), 4), squeeze=False)
-    for ax, phase in zip(axes[0], phases, strict=True):
+    memory = {name: runs[name]["memory"] for name in systems if runs[name]["memory"].get("samples")}
+    panels = len(phases) + (1 if memory else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    for ax, phase in zip(axes[0], phases, strict=False):
         for s in systems:
             series = runs[s][phase]["throughput_per_second"]
             ax.plot(range(len(series)), series, color=COLORS[s],
@@ -744,14 +746,18 @@ def plot(report: dict[str, Any], latency_png: Path, throughput_png: Path) -> Non
         rate = runs["service"][phase]["rate"]
         ax.set_title("Throughput, " + (f"paced to {rate:g} msg/s" if rate else "closed loop (capacity)"), fontsize=10)
         ax.legend(fontsize=7, loc="lower left")
-    mem = runs["service"]["memory"]
-    if mem.get("available") and mem["samples"]:
-        ax2 = axes[0][-1].twinx() if len(phases) == 1 else axes[0][0].twinx()
-        ax2.plot([x[0] for x in mem["samples"]], [x[2] for x in mem["samples"]], color="tab:green", linewidth=1,
-                 label="service PSS MiB (whole run)")
-        ax2.set_ylabel("MiB")
-        ax2.set_ylim(bottom=0)
-        ax2.legend(fontsize=7, loc="lower right")
+    if memory:
+        ax = axes[0][-1]
+        for name, mem in memory.items():
+            ax.plot([x[0] for x in mem["samples"]], [x[1] for x in mem["samples"]], color=COLORS[name],
+                    label=f"{name} RSS (peak {mem['peak_rss_mib']:g})")
+            ax.plot([x[0] for x in mem["samples"]], [x[2] for x in mem["samples"]], color=COLORS[name],
+                    linestyle="--", linewidth=1, label=f"{name} PSS")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("seconds (all phases)")
+        ax.set_ylabel("MiB (all processes of the service)")
+        ax.set_title("Memory", fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(throughput_png, dpi=110)
     plt.close(fig)
@@ -841,8 +847,9 @@ def print_report(report: dict[str, Any]) -> None:
               + (f", baseline {quality['baseline']['answered_with_citation']:g}" if "baseline" in quality else ""))
     if "soak" in report:
         s = report["soak"]
-        print(f"soak: memory growth {s['pss_growth_mib']} MiB PSS ({s['rss_growth_mib']} MiB RSS) from the first "
-              f"to the last minute; errors {s['errors']}")
+        print(f"soak: memory growth {s['rss_growth_mib']} MiB RSS from the first to the last minute (PSS "
+              f"{s['pss_growth_mib']} MiB, which also moves when other processes map the same libraries); "
+              f"errors {s['errors']}")
     verdicts = [f"{k} {'ok' if v else 'MISSED'}" for k, v in report["targets"].items() if v is not None]
     print("targets: " + ", ".join(verdicts))
     print(f"written: {', '.join(report['written'])}")
