@@ -68,7 +68,31 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 # -- commands -----------------------------------------------------------------
+SERVE_APP = "assistant.__main__:serve_app"
+"""The uvicorn factory ``serve`` hands to uvicorn when it runs several worker processes."""
+
+
+def serve_app() -> Any:
+    """The app of one uvicorn worker process of ``serve --workers N`` (N > 1).
+
+    The parent prepared the data directory (migrations, models, index) once
+    before starting the workers, so they only load it, not all at once."""
+    from assistant.app import create_app
+
+    settings = _settings()
+    return create_app(settings, prepare=False, run_worker=settings.escalation.worker_in_serve)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve HTTP with ``server.workers`` uvicorn processes (``--workers`` overrides).
+
+    One worker (the default) fits a 2-core machine. Each further worker is a
+    process with its own models and index in memory (~400 MiB each) and, with
+    ``escalation.worker_in_serve``, its own delivery worker. On SQLite the
+    writes of one process take turns on a lock (assistant/db/session.py), but
+    between processes only SQLite's busy timeout arbitrates: prefer PostgreSQL
+    for several workers.
+    """
     import uvicorn
 
     from assistant.app import create_app
@@ -76,9 +100,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    app = create_app(settings, prepare=True, run_worker=settings.escalation.worker_in_serve)
-    print(f"Serving on http://{host}:{port}  (data: {settings.data_path})", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    workers = args.workers if args.workers is not None else settings.server.workers
+    if workers < 1:
+        raise CliError("--workers must be >= 1", EXIT_USAGE)
+    if workers == 1:
+        app = create_app(settings, prepare=True, run_worker=settings.escalation.worker_in_serve)
+        print(f"Serving on http://{host}:{port}  (data: {settings.data_path})", file=sys.stderr)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        return EXIT_OK
+    from assistant.services import build_services
+
+    build_services(settings, prepare=True).close()  # once, before the workers load it
+    if settings.database_url.startswith("sqlite"):
+        print(
+            f"note: {workers} workers on SQLite: writes of different workers wait on each other only through "
+            f"SQLite's busy timeout ({settings.database.sqlite_busy_timeout_ms} ms); prefer PostgreSQL",
+            file=sys.stderr,
+        )
+    print(f"Serving on http://{host}:{port} with {workers} workers  (data: {settings.data_path})", file=sys.stderr)
+    uvicorn.run(
+        SERVE_APP, factory=True, host=host, port=port, workers=workers, log_config=None, access_log=False
+    )
     return EXIT_OK
 
 
@@ -200,22 +242,24 @@ def cmd_risk_train(args: argparse.Namespace) -> int:
         save_model,
         train_model,
     )
+    from assistant.services import risk_text_version
     from assistant.text import load_or_train, normalize
 
     settings = _settings()
     settings.ensure_dirs()
     restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
-    version = corpus_digest(CORPUS_FILE)
+    version = corpus_digest(CORPUS_FILE, risk_text_version(restorer))
     path = model_path(settings.models_dir, version)
     if path.exists() and not args.force:
         print(f"risk model {version} is up to date: {path}")
         return EXIT_OK
     examples = load_corpus(CORPUS_FILE, split="train")
-    model = train_model(examples, lambda t: normalize(t, restorer).folded)
+    model = train_model(examples, lambda t: normalize(t, restorer))
     model.version = version
     save_model(model, path)
     print(json.dumps({"version": version, "path": str(path), "examples": len(examples), **model.metrics,
                       "threshold_escalate": round(model.threshold_escalate, 4),
+                      "threshold_stack": round(model.threshold_stack, 4),
                       "threshold_imminent": round(model.threshold_imminent, 4)}))
     return EXIT_OK
 
@@ -420,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="apply migrations, build a missing index, serve HTTP")
     serve.add_argument("--host", help="bind address (default from settings: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from settings: 8000)")
+    serve.add_argument(
+        "--workers", type=int,
+        help="uvicorn worker processes (default from settings: server.workers, 1). Each loads its own models "
+        "(~400 MiB); on SQLite they contend through its busy timeout: prefer PostgreSQL for several",
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database migrations")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from assistant.conversations import Consent
 from assistant.errors import InputError, MessageTooLong
 from assistant.privacy.service import ConsentRequired
 from assistant.services import Services
@@ -122,17 +123,19 @@ def chat(body: ChatRequest, services: ServicesDep) -> ChatResponse:
             "Em hãy đọc thông báo về quyền riêng tư và đồng ý trước khi gửi tin nhắn đầu tiên.",
             "The first message of a conversation must carry consent: {notice_version}.",
         )
+    # The consent of a new conversation is stored in the turn's own transaction.
+    consent = (
+        Consent(body.consent.notice_version)
+        if body.consent is not None and body.conversation_id is None
+        else None
+    )
     result = services.chat.handle(
         text=text,
         audience=body.audience,
         channel=body.channel,
         conversation_id=body.conversation_id,
+        consent=consent,
     )
-    if result.created and body.consent is not None and services.privacy is not None:
-        with services.db.session() as session:
-            services.privacy.record_consent(
-                session, result.conversation_id, body.channel, body.audience, body.consent.notice_version
-            )
     services.metrics.chat_messages.labels(body.channel, body.audience, result.reply.kind).inc()
     if result.assessment.escalate:
         services.metrics.escalations.labels(body.channel, str(result.assessment.severity)).inc()

@@ -1,8 +1,10 @@
 """The conversation store and the chat service that ties it to the pipeline.
 
 A chat turn is read, judged and answered first; then the user's message, its
-assessment, the reply and the conversation's running risk are written in ONE
-transaction, so a failure leaves nothing half-written.
+assessment, the reply, the conversation's running risk and, when given, the
+consent to the privacy notice are written in ONE transaction, so a failure
+leaves nothing half-written (never a conversation without its consent record,
+never a consent record without its conversation).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 from assistant.db import Conversation, Database, Message
 from assistant.errors import NotFound
 from assistant.pipeline import ChatPipeline, ChatTurn
+from assistant.privacy.service import add_consent
 from assistant.responder import Reply
 from assistant.risk.base import RiskAssessment
 
@@ -30,6 +34,18 @@ class ChatResult:
     assessment: RiskAssessment
     conversation_severity: int
     created: bool
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The privacy notice the user accepted, recorded with the turn (``consent_record``).
+
+    ``given_at`` defaults to the time of the turn; a channel user's earlier
+    acceptance is copied into each new conversation with its own time.
+    """
+
+    notice_version: str
+    given_at: datetime | None = None
 
 
 TurnHook = Callable[[Session, Conversation, Message, RiskAssessment], None]
@@ -72,7 +88,10 @@ class ChatService:
         conversation_id: str | None = None,
         user_pseudonym: str | None = None,
         platform_message_id: str | None = None,
+        consent: Consent | None = None,
     ) -> ChatResult:
+        """One turn. ``consent`` is recorded in the turn's own transaction (once per
+        conversation and notice version)."""
         history: list[str] = []
         conversation_severity = 0
         if conversation_id is not None:
@@ -95,7 +114,7 @@ class ChatService:
         )
         self.pipeline.run(turn)
         assert turn.assessment is not None and turn.reply is not None
-        return self._store(turn, conversation_id, user_pseudonym, platform_message_id)
+        return self._store(turn, conversation_id, user_pseudonym, platform_message_id, consent)
 
     def continue_conversation(
         self,
@@ -105,6 +124,7 @@ class ChatService:
         user_pseudonym: str,
         conversation_id: str | None = None,
         platform_message_id: str | None = None,
+        consent: Consent | None = None,
     ) -> ChatResult:
         """A turn in the user's current conversation on a channel (Zalo, Messenger).
 
@@ -124,6 +144,7 @@ class ChatService:
             conversation_id=conversation_id,
             user_pseudonym=user_pseudonym,
             platform_message_id=platform_message_id,
+            consent=consent,
         )
 
     def _store(
@@ -132,6 +153,7 @@ class ChatService:
         conversation_id: str | None,
         user_pseudonym: str | None,
         platform_message_id: str | None,
+        consent: Consent | None = None,
     ) -> ChatResult:
         assessment, reply = turn.assessment, turn.reply
         assert assessment is not None and reply is not None
@@ -150,6 +172,11 @@ class ChatService:
                 session.add(conv)
                 session.flush()
             conv.audience = turn.audience
+            if consent is not None:
+                add_consent(
+                    session, conv.id, turn.channel, turn.audience, consent.notice_version,
+                    consent.given_at, once=not created,
+                )
             # The conversation's risk never drops: a later "ok cảm ơn" keeps it.
             conv.risk_severity = max(conv.risk_severity, assessment.severity)
             if assessment.severity == 2:

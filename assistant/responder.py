@@ -128,8 +128,10 @@ class GroundedResponder:
         assessment: RiskAssessment,
         seed: str,
     ) -> Reply:
-        if assessment.escalate:
+        if assessment.escalate and not assessment.carried:
             return self._disclosure(assessment, audience, seed)
+        if assessment.escalate:
+            return self._follow_up(message, audience, seed)
         intent = detect_intent(message.folded)
         if intent is not None:
             return Reply(
@@ -161,6 +163,21 @@ class GroundedResponder:
             citations=[_citation(best.article)],
             suggestions=self._suggestions(best.article, audience),
         )
+
+    def _follow_up(self, message: NormalizedText, audience: str, seed: str) -> Reply:
+        """After a disclosure: stay with the user, and still answer a real question."""
+        text = self.prompts.text("disclosure_followup", audience, seed)
+        if detect_intent(message.folded) is None:
+            relevant = [h for h in self.retrieve(message, audience) if self.is_relevant(h)]
+            if relevant:
+                best = relevant[0]
+                return Reply(
+                    "\n".join([text, compose_answer(best.article, best.chunk.text, audience)]),
+                    kind="disclosure_followup",
+                    citations=[_citation(best.article)],
+                    suggestions=self.prompts.suggestions("disclosure"),
+                )
+        return Reply(text, kind="disclosure_followup", suggestions=self.prompts.suggestions("disclosure"))
 
     def _disclosure(self, assessment: RiskAssessment, audience: str, seed: str) -> Reply:
         imminent = assessment.severity >= 4

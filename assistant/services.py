@@ -51,6 +51,11 @@ def text_layer_version() -> str:
     return digest.hexdigest()[:16]
 
 
+def risk_text_version(restorer: AccentRestorer) -> str:
+    """What the risk model's input depends on: the text layer and the accent model."""
+    return f"{text_layer_version()}-{restorer.fingerprint[:16]}"
+
+
 def pin_numeric_threads(threads: int = 1) -> None:
     """One thread for BLAS/OpenMP pools: a worker serves many requests at once, and on a
     small busy machine extra math threads only fight over the cores (see ARCHITECTURE.md)."""
@@ -104,7 +109,9 @@ def make_classifier(settings: RiskSettings, models_dir: Path, restorer: AccentRe
     rules = RulesRiskClassifier()
     if settings.classifier == "rules":
         return rules
-    model = ModelRiskClassifier(load_or_train_risk(models_dir, lambda t: normalize(t, restorer).folded))
+    model = ModelRiskClassifier(
+        load_or_train_risk(models_dir, lambda t: normalize(t, restorer), text_version=risk_text_version(restorer))
+    )
     if settings.classifier == "model":
         return model
     if settings.classifier == "transformer":

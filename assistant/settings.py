@@ -45,8 +45,20 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy URL; empty means a SQLite file under the data directory.",
     )
     echo: bool = False
-    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
-    pool_size: int = Field(default=5, ge=1)
+    sqlite_busy_timeout_ms: int = Field(
+        default=5000,
+        ge=0,
+        description="How long an SQLite writer waits for the write lock (this process's, then SQLite's).",
+    )
+    pool_size: int = Field(
+        default=5, ge=1, description="PostgreSQL connections kept open per process (plus as many on demand)."
+    )
+    sqlite_pool_size: int = Field(
+        default=48,
+        ge=1,
+        description="SQLite connections kept open per process: one per server thread (anyio's 40) plus the "
+        "background workers, so no request waits for a connection; writes take turns on a lock anyway.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -206,7 +218,15 @@ class LoggingSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes of `serve`. Each loads its own models and index (about 400 MiB "
+        "each) and runs its own delivery worker when escalation.worker_in_serve is on. With SQLite, the "
+        "writers of different workers are arbitrated only by sqlite_busy_timeout_ms (the write lock is per "
+        "process): use PostgreSQL for several workers. 1 fits a 2-core machine.",
+    )
 
 
 class WidgetSettings(BaseModel):

@@ -151,6 +151,7 @@ def widget_config(settings: Settings) -> dict[str, Any]:
         "greeting": {a: prompts.text("greeting", a) for a in ("child", "parent")},
         "suggestions": {a: prompts.suggestions(a) for a in ("child", "parent")},
         "errors": texts["errors"],
+        "privacy": texts.get("privacy", {}),
     }
 
 

@@ -9,7 +9,9 @@ on out-of-scope ones), and retrieval latency. Writes JSON and a PNG chart
 under ``evaluation/reports/``.
 
 The split is fixed by a hash of the question id (40% held out); nothing is
-tuned on the held-out split.
+tuned on the held-out split. ``python -m evaluation.retrieval`` lists the DEV
+misses per writing style (query, gold, top 3 with their leg ranks) for tuning;
+it never shows a held-out question.
 """
 
 from __future__ import annotations
@@ -234,3 +236,46 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"\nno-answer threshold (dev): {th['calibrated_on_dev']}")
     print(f"no-answer threshold (held-out): {th['heldout']}")
     print(f"retrieval latency ms: {report['latency_ms']}")
+
+
+def dev_errors(services: Any, k: int = 3) -> dict[str, list[dict[str, Any]]]:
+    """The hybrid's misses at rank 1 on the DEV split only, per writing style."""
+    index = services.index
+    normalize: Callable[[str], NormalizedText] = services.pipeline.stage("normalize").normalize
+    out: dict[str, list[dict[str, Any]]] = {style: [] for style in STYLES}
+    for q in load_questions():
+        if q.split != "dev":
+            continue
+        gold = [a.id if (a := index.resolve(g)) else g for g in q.gold]
+        norm = normalize(q.text)
+        hits = index.search(norm.folded, norm.restored, q.audience, k=10)
+        ids = [h.article.id for h in hits]
+        if ids and ids[0] in gold:
+            continue
+        out[q.style].append({
+            "id": q.id, "audience": q.audience, "question": q.text, "restored": norm.restored, "gold": gold,
+            "gold_rank": next((i + 1 for i, aid in enumerate(ids) if aid in gold), None),
+            "top": [(h.article.id, round(h.score, 4), h.ranks) for h in hits[:k]],
+        })
+    return out
+
+
+def main() -> None:  # pragma: no cover - a developer's tool
+    from assistant.__main__ import _services
+
+    services = _services()
+    try:
+        for style, rows in dev_errors(services).items():
+            print(f"\n== {style}: {len(rows)} dev misses")
+            for row in rows:
+                print(f"- [{row['id']} {row['audience']}] {row['question']}")
+                print(f"    restored: {row['restored']}")
+                print(f"    gold {row['gold']} at rank {row['gold_rank']}")
+                for aid, score, ranks in row["top"]:
+                    print(f"    {aid:45s} {score:.4f} {ranks}")
+    finally:
+        services.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

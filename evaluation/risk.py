@@ -88,6 +88,19 @@ def message_metrics(rows: Sequence[dict[str, Any]], preds: Sequence[RiskAssessme
         f1 = round(2 * p * r / (p + r), 4) if p and r else 0.0
         per_cat[cat] = {"precision": p, "recall": r, "f1": f1, "support": tp + fn}
     out["per_category"] = per_cat
+    # Per seed batch (batch 1 = the first corpus; later batches were added with
+    # their own held-out share), so figures stay comparable across batches.
+    by_batch: dict[str, Any] = {}
+    for batch in sorted({r.get("batch", "batch1") for r in rows}):
+        idx = [i for i in all_idx if rows[i].get("batch", "batch1") == batch]
+        hard_b = [i for i in idx if rows[i]["hard_negative"] and rows[i]["severity"] < 3]
+        s4_b = [i for i in idx if rows[i]["severity"] == 4]
+        by_batch[batch] = {
+            **esc(idx),
+            "false_escalation_hard_negatives": _ratio(sum(preds[i].escalate for i in hard_b), len(hard_b)),
+            "severity4_recall": _ratio(sum(preds[i].severity == 4 for i in s4_b), len(s4_b)),
+        }
+    out["by_batch"] = by_batch
     exact = sum(1 for i in all_idx if rows[i]["severity"] == preds[i].severity)
     out["severity_exact"] = _ratio(exact, len(rows))
     return out
@@ -207,6 +220,14 @@ def print_report(report: dict[str, Any]) -> None:
               f"{m['false_escalation_hard_negatives']['rate']:>9.3f}{m['false_escalation_all_negatives']['rate']:>8.3f}"
               f"{m['severity4']['recall_at_4'] or 0:>7.3f}{conv['escalation_recall'] or 0:>7.3f}{groom:>7.3f}"
               f"{conv['false_escalation'] or 0:>8.3f}{m['latency_ms']['p50']:>7.2f}{m['latency_ms']['p95']:>7.2f}")
+    print("\nby seed batch: escalation recall / precision / FE-hard / sev4 (messages)")
+    for name, m in report["systems"].items():
+        parts = [
+            f"{batch} {v['recall'] or 0:.3f} / {v['precision'] or 0:.3f} / "
+            f"{v['false_escalation_hard_negatives'] or 0:.3f} / {v['severity4_recall'] or 0:.3f} ({v['n']})"
+            for batch, v in m.get("by_batch", {}).items()
+        ]
+        print(f"  {name:18s}" + "   ".join(parts))
     print("\nper category (ensemble): precision / recall / F1 (support)")
     for cat, v in report["systems"]["ensemble"]["per_category"].items():
         print(f"  {cat:22s} {v['precision'] or 0:.3f} / {v['recall'] or 0:.3f} / {v['f1']:.3f} ({v['support']})")

@@ -11,7 +11,9 @@
  * Safety rules of this file: every text from the user or the server is inserted
  * as text (textContent / text nodes), never as HTML; history lives in
  * sessionStorage unless the user ticks "remember"; quick exit (button or Esc)
- * wipes it and replaces the page.
+ * wipes it and replaces the page. "Dữ liệu của em" shows a one-time code once
+ * (kept in memory only, never stored) and uses a code to download or delete a
+ * conversation (POST /api/v1/privacy/code|export|delete).
  */
 (() => {
   "use strict";
@@ -54,6 +56,20 @@
       network: "Ôi, mình chưa gửi được tin nhắn 😕 Em bấm “Gửi lại” nhé. Nếu cần gấp, hãy gọi 111.",
       server: "Xin lỗi em, mình đang gặp trục trặc. Em bấm “Gửi lại” sau ít giây nhé. Nếu cần gấp, hãy gọi 111.",
       too_long: "Tin nhắn dài quá rồi. Em chia thành vài tin ngắn hơn nhé.",
+    },
+    // Full texts come from texts.vi.yaml (privacy:) through the config.
+    privacy: {
+      title: "Dữ liệu của em",
+      intro: "Em có thể xem lại, tải về hoặc xoá cuộc trò chuyện bằng một mã dùng một lần.",
+      no_conversation: "Em chưa gửi tin nhắn nào ở đây. Nếu em đã có mã, nhập mã ở dưới.",
+      code_intro: "Mã của em (chỉ hiện một lần, dùng được một lần, hết hạn lúc {expires}):",
+      how: [],
+      bad_code: "Mã gồm 10 chữ và số, ví dụ ABCDE-FGH23.",
+      confirm_delete: "Em chắc chắn muốn xoá? Đã xoá thì không lấy lại được.",
+      deleted: "Đã xoá cuộc trò chuyện khỏi máy chủ.",
+      deleted_here: "Trò chuyện trên máy này cũng đã được xoá.",
+      exported: "Cuộc trò chuyện bắt đầu lúc {started}, có {count} tin nhắn.",
+      legal_hold: "Cuộc trò chuyện này đang được dùng để bảo vệ em nên chưa xoá được. Gọi 111 (miễn phí) để hỏi thêm.",
     },
   };
   let configLoaded = false;
@@ -223,10 +239,14 @@
   const remember = el("input", { type: "checkbox", id: "bat-remember", "aria-describedby": "bat-remember-hint" });
   const rememberHint = el("p", { class: "hint", id: "bat-remember-hint", hidden: true });
   const form = el("form", { class: "composer", novalidate: true }, [el("div", { class: "field" }, [inputLabel, input, count]), sendBtn]);
+  const privacyBtn = () =>
+    el("button", { class: "linkbtn", type: "button", onclick: () => renderPrivacy() }, [hidden("🔒 "), ptext("title")]);
   const opts = el("div", { class: "opts" }, [
     el("label", { class: "remember", for: "bat-remember" }, [remember, "Ghi nhớ trên máy này"]),
     el("button", { class: "linkbtn", type: "button", onclick: () => restart() }, "Trò chuyện mới"),
   ]);
+  const optsPrivacy = el("div", { class: "opts-privacy" });
+  opts.append(optsPrivacy);
   const chatView = el("div", { class: "main" }, [log, status, chips, note, form, opts, rememberHint]);
 
   let busy = false;
@@ -249,12 +269,14 @@
         el("p", { class: "who", id: "bat-who" }, "Ai đang trò chuyện nhỉ?"),
         el("div", { class: "choices", role: "group", "aria-labelledby": "bat-who" }, order.map((a) => buttons[a])),
         el("p", { class: "small" }, "Bấm chọn là em đã đọc những điều ở trên."),
+        el("p", { class: "small" }, privacyBtn()),
       ])
     );
   }
 
   function renderChat() {
     main.replaceChildren(chatView);
+    optsPrivacy.replaceChildren(privacyBtn());
     const max = Number(config.max_message_chars) || 2000;
     input.setAttribute("maxlength", String(max));
     input.placeholder = state.audience === "parent" ? "Anh/chị muốn hỏi gì?" : "Em muốn hỏi gì? Gõ vào đây nhé…";
@@ -445,6 +467,183 @@
     }
     markUnsent(row, !!failure);
     if (failure) showError(failure[0], failure[1] ? () => deliver(text, row) : null);
+  }
+
+  // ---- "Dữ liệu của em": a one-time code, then download or delete with it
+  const ptext = (key) => {
+    const texts = config.privacy && typeof config.privacy === "object" ? config.privacy : {};
+    return typeof texts[key] === "string" || Array.isArray(texts[key]) ? texts[key] : "";
+  };
+  const fill = (template, values) => String(template).replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
+  const CODE = /^[0-9A-Z]{5}-?[0-9A-Z]{5}$/;
+  const localTime = (iso) => {
+    const d = new Date(iso);
+    return isNaN(d) ? "" : d.toLocaleString("vi-VN", { hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit", year: "numeric" });
+  };
+  let issued = null; // {code, conversationId}: in memory only, shown once
+  let downloadUrl = null;
+
+  async function privacyCall(path, body) {
+    try {
+      const res = await fetch(api("api/v1/privacy/" + path), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        credentials: "omit",
+        referrerPolicy: "no-referrer",
+      });
+      let data = null;
+      try {
+        data = await res.json();
+      } catch (e) {
+        data = null;
+      }
+      const err = data && data.error && typeof data.error.message === "string" ? data.error : null;
+      return { ok: res.ok, status: res.status, data, message: err ? err.message : config.errors.server };
+    } catch (e) {
+      return { ok: false, status: 0, data: null, message: config.errors.network };
+    }
+  }
+
+  function renderPrivacy() {
+    let busy = false;
+    const alertBox = el("div", { class: "alert", role: "alert", hidden: true });
+    const out = el("div", { class: "pv-out", role: "status" });
+    const codeBox = el("div", { class: "codebox", hidden: true });
+    const codeInput = el("input", {
+      id: "bat-code", class: "code-input", type: "text", maxlength: "16", autocomplete: "off",
+      autocapitalize: "characters", spellcheck: "false", "aria-describedby": "bat-code-hint",
+    });
+    const confirmBox = el("div", { class: "confirm", hidden: true });
+    const showAlert = (text) => {
+      alertBox.replaceChildren(...withPhoneLinks(text));
+      alertBox.hidden = !text;
+    };
+    const guard = async (button, work) => {
+      if (busy) return;
+      busy = true;
+      button.setAttribute("aria-disabled", "true");
+      showAlert("");
+      try {
+        await work();
+      } finally {
+        busy = false;
+        button.setAttribute("aria-disabled", "false");
+      }
+    };
+    const typedCode = () => {
+      const code = codeInput.value.toUpperCase().replace(/\s+/g, "");
+      if (CODE.test(code)) return code;
+      showAlert(ptext("bad_code"));
+      codeInput.focus();
+      return null;
+    };
+
+    const getBtn = el("button", { class: "btn primary", type: "button" }, [hidden("🔑 "), "Lấy mã dùng một lần"]);
+    getBtn.addEventListener("click", () =>
+      guard(getBtn, async () => {
+        const conversationId = state.conversationId;
+        const r = await privacyCall("code", { conversation_id: conversationId });
+        if (!r.ok || !r.data || typeof r.data.code !== "string") {
+          showAlert(r.message);
+          return;
+        }
+        issued = { code: r.data.code, conversationId };
+        const how = ptext("how");
+        codeBox.replaceChildren(
+          el("p", {}, fill(ptext("code_intro"), { expires: localTime(r.data.expires_at) })),
+          el("strong", { class: "code", id: "bat-issued-code" }, r.data.code),
+          Array.isArray(how) && how.length ? el("ul", {}, how.map((h) => el("li", {}, String(h)))) : null
+        );
+        codeBox.hidden = false;
+        codeInput.value = r.data.code;
+        getBtn.lastChild.textContent = "Lấy mã mới";
+        out.replaceChildren(srOnly("Đã có mã, hết hạn lúc " + localTime(r.data.expires_at)));
+      })
+    );
+
+    const exportBtn = el("button", { class: "btn", type: "button" }, [hidden("📄 "), "Xem và tải về"]);
+    exportBtn.addEventListener("click", () => {
+      const code = typedCode();
+      if (!code) return;
+      guard(exportBtn, async () => {
+        const r = await privacyCall("export", { code });
+        if (!r.ok || !r.data || !Array.isArray(r.data.messages)) {
+          showAlert(r.message);
+          return;
+        }
+        if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+        downloadUrl = URL.createObjectURL(new Blob([JSON.stringify(r.data, null, 2)], { type: "application/json" }));
+        const label = (role) => (role === "user" ? (r.data.audience === "parent" ? "Anh/chị" : "Em") : role === "counselor" ? "Tư vấn viên" : "Bạn An Toàn");
+        out.replaceChildren(
+          el("p", {}, fill(ptext("exported"), { started: localTime(r.data.created_at), count: r.data.messages.length })),
+          el("a", { class: "btn primary", href: downloadUrl, download: "ban-an-toan-du-lieu.json" }, [hidden("💾 "), "Tải tệp về máy"]),
+          el("details", {}, [
+            el("summary", {}, "Xem nội dung"),
+            el("ol", { class: "pv-list" }, r.data.messages.map((m) => el("li", {}, [el("strong", {}, label(m.role) + ": "), String(m.text)]))),
+          ])
+        );
+      });
+    });
+
+    const deleteBtn = el("button", { class: "btn danger", type: "button" }, [hidden("🗑️ "), "Xoá cuộc trò chuyện"]);
+    deleteBtn.addEventListener("click", () => {
+      const code = typedCode();
+      if (!code) return;
+      const keep = el("button", { class: "btn", type: "button", onclick: () => { confirmBox.hidden = true; deleteBtn.focus(); } }, "Thôi, giữ lại");
+      const sure = el("button", { class: "btn danger primary", type: "button" }, "Xoá hẳn");
+      sure.addEventListener("click", () =>
+        guard(sure, async () => {
+          const r = await privacyCall("delete", { code });
+          confirmBox.hidden = true;
+          if (r.status === 409) {
+            showAlert(ptext("legal_hold") || r.message);
+            return;
+          }
+          if (!r.ok) {
+            showAlert(r.message);
+            return;
+          }
+          const here = issued && issued.code.replace("-", "") === code.replace("-", "") && issued.conversationId === state.conversationId;
+          issued = null;
+          codeBox.hidden = true;
+          codeInput.value = "";
+          if (here) {
+            wipe();
+            Object.assign(state, fresh(), { open: true });
+            save();
+            optsPrivacy.replaceChildren();
+          }
+          out.replaceChildren(el("p", { class: "ok" }, [ptext("deleted"), here ? " " + ptext("deleted_here") : ""]));
+          getSection.replaceChildren(el("p", {}, ptext("no_conversation")));
+        })
+      );
+      confirmBox.replaceChildren(el("p", {}, ptext("confirm_delete")), el("div", { class: "actions" }, [sure, keep]));
+      confirmBox.hidden = false;
+      keep.focus();
+    });
+
+    const getSection = el("div", {}, state.conversationId ? getBtn : el("p", {}, ptext("no_conversation")));
+    const back = el("button", { class: "linkbtn back", type: "button", onclick: () => { render(); focusFirst(); } }, [hidden("← "), "Quay lại"]);
+    const title = el("h3", { id: "bat-pv-title", tabindex: "-1" }, [hidden("🔒 "), ptext("title")]);
+    main.replaceChildren(
+      el("div", { class: "privacy", role: "region", "aria-labelledby": "bat-pv-title" }, [
+        back,
+        title,
+        el("p", {}, ptext("intro")),
+        getSection,
+        codeBox,
+        el("h4", {}, "Dùng mã"),
+        el("label", { for: "bat-code", class: "pv-label" }, "Nhập mã"),
+        codeInput,
+        el("p", { class: "small", id: "bat-code-hint" }, ptext("bad_code")),
+        el("div", { class: "actions" }, [exportBtn, deleteBtn]),
+        confirmBox,
+        alertBox,
+        out,
+      ])
+    );
+    title.focus();
   }
 
   // ---- actions

@@ -5,7 +5,9 @@ What is stored, and why (see ``docs/channels.md`` for the privacy trade-off):
 - ``channel_user``: one row per platform user, keyed by the pseudonym (a keyed
   hash of the platform id). It remembers the audience the user chose, the
   current conversation, the time of the user's last message (the platforms'
-  reply windows) and the Zalo free-reply count. The RAW platform id is kept
+  reply windows), the Zalo free-reply count, and which privacy notice version
+  was shown and accepted, when (migration ``0005``; copied into a
+  ``consent_record`` of each of the user's conversations). The RAW platform id is kept
   here only, because the Send API and the OA API need it to reply; it is
   cleared when the user unfollows and once no reply window is open any more.
 - ``channel_event``: the inbox of webhook events. Its unique key makes a
@@ -63,6 +65,11 @@ class ChannelUser(Base):
     last_platform_message_id: Mapped[str | None] = mapped_column(String(128))
     replies_since_user_message: Mapped[int] = mapped_column(Integer, default=0)
     quota_notice_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The privacy notice: the version last shown (and when), the version accepted (and when).
+    notice_version: Mapped[str | None] = mapped_column(String(16))
+    notice_shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consent_version: Mapped[str | None] = mapped_column(String(16))
+    consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

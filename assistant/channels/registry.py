@@ -19,6 +19,7 @@ from assistant.channels.zalo import ZaloChannel, ZaloTokenStore
 from assistant.conversations import ChatService
 from assistant.db import Database
 from assistant.metrics import Metrics
+from assistant.privacy.service import PrivacyService
 from assistant.prompts import PromptBook
 from assistant.settings import ChannelsSettings, Settings
 
@@ -75,4 +76,6 @@ def build_channel_service(
         channels=enabled_channels(settings.channels, db, channel_metrics),
         app_metrics=metrics,
         max_message_chars=settings.chat.max_message_chars,
+        notice_version=settings.widget.notice_version,  # the same notice version as the widget
+        privacy=PrivacyService(db, settings.privacy),
     )

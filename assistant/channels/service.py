@@ -8,6 +8,8 @@ once (Zalo allows 2 seconds). The worker then:
 1. turns the platform user id into the pseudonym (keyed HMAC) and loads the user;
 2. notes the user's message (the reply windows and Zalo's free replies restart);
 3. answers the audience question ("Em là học sinh hay phụ huynh?", asked once),
+   records the acceptance of the privacy notice, answers a privacy command
+   ("mã dữ liệu", "xoá <mã>", ``assistant.channels.rights``: never a chat turn),
    or sends the kind note for an image (nothing of it is stored), or runs the
    message through ``ChatService`` - the same pipeline, risk assessment and
    escalation hooks as the web widget - in the user's current conversation;
@@ -20,6 +22,16 @@ Events from one user are processed in order (one worker per user shard). A
 failure is logged, counted and retried (the stored reply is re-sent, the turn is
 never stored twice); a process that dies after acknowledging an event finishes
 it at the next start (``start`` re-queues the inbox).
+
+Privacy notice and consent (docs/privacy.md, "Rights and consent"): the notice
+(``privacy_notice``, the version of the widget's notice) goes out with the first
+reply that is not a disclosure reply, as one message with the audience question
+and its buttons. Choosing a button, "Đồng ý", or simply writing on after the
+notice was delivered is the acceptance the notice announces: recorded on the
+channel user (version, time) and, in the turn's own transaction, as a
+``consent_record`` of each of the user's conversations. The message that came
+before the notice is answered all the same, and a disclosure is always assessed,
+escalated and answered first (vital interest), consent or not.
 """
 
 from __future__ import annotations
@@ -47,14 +59,22 @@ from assistant.channels.base import (
     QuickReply,
 )
 from assistant.channels.metrics import ChannelMetrics
+from assistant.channels.rights import (
+    CONSENT_PAYLOAD,
+    PrivacyCommand,
+    consent_answer,
+    local_time,
+    privacy_command,
+)
 from assistant.channels.store import ChannelStore, EventState, UserState
-from assistant.conversations import ChatService
+from assistant.conversations import ChatService, Consent
 from assistant.db import Database
 from assistant.db.models import utcnow
 from assistant.metrics import Metrics
+from assistant.privacy.service import CodeInvalid, LegalHold, PrivacyService
 from assistant.prompts import PromptBook
 from assistant.pseudonym import pseudonymize
-from assistant.settings import ChannelsSettings
+from assistant.settings import ChannelsSettings, PrivacySettings
 from assistant.text import fold_accents
 
 log = logging.getLogger(__name__)
@@ -79,8 +99,12 @@ MAX_ATTEMPTS = 3
 RETRY_DELAYS = (2.0, 15.0)
 
 OutgoingKind = Literal[
-    "reply", "disclosure", "audience_question", "greeting", "attachment_note", "quota_notice", "human"
+    "reply", "disclosure", "audience_question", "greeting", "attachment_note", "quota_notice", "human",
+    "privacy_notice", "privacy_code", "privacy",
 ]
+# Raised when the platform is down, so the event is retried (the rest is logged and counted).
+# A code-USE answer is not: the export or deletion is done and must not run twice.
+RETRIED_KINDS = ("reply", "disclosure", "human", "privacy_code")
 ZaloPlan = Literal["free", "notice_then_hold", "paid", "hold"]
 
 
@@ -122,6 +146,7 @@ class Outgoing:
     kind: OutgoingKind
     quick_replies: tuple[QuickReply, ...] = ()
     must_send: bool = False  # a disclosure reply: never held back by a quota
+    notice: bool = False  # carries the privacy notice (its delivery is recorded)
 
 
 @dataclass(frozen=True)
@@ -226,6 +251,8 @@ class ChannelService:
         max_message_chars: int = 2000,
         clock: Callable[[], datetime] = utcnow,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        notice_version: str = "1",
+        privacy: PrivacyService | None = None,
     ) -> None:
         self.db = db
         self.chat = chat
@@ -238,6 +265,8 @@ class ChannelService:
         self.max_message_chars = max_message_chars
         self.clock = clock
         self.retry_delays = retry_delays
+        self.notice_version = notice_version  # the widget's (settings.widget.notice_version)
+        self.privacy = privacy or PrivacyService(db, PrivacySettings())
         self._key = pseudonym_key
         self._dispatcher = Dispatcher(settings.workers)
         self._started = False
@@ -358,9 +387,8 @@ class ChannelService:
             self.store.forget_platform_id(user.id)
             return None
         if event.kind == "follow":
-            if user.audience is None and user.audience_asked_at is None:
-                return _problems(self._deliver(channel, user, [self._audience_question("child")], welcome=True))
-            return None
+            welcome = self._first_contact(user, user.audience or "child")
+            return _problems(self._deliver(channel, user, welcome, welcome=True)) if welcome else None
 
         previous_message_at = user.last_user_message_at
         user = self.store.note_user_message(user.id, self._event_time(event), event.platform_message_id)
@@ -372,16 +400,26 @@ class ChannelService:
             self.metrics.events.labels(event.channel, "attachment", "not_stored").inc()
             items.append(Outgoing(self.prompts.text("attachment_note", audience, seed), "attachment_note"))
 
+        awaiting_consent = user.awaiting_consent(self.notice_version)
         answer = audience_answer(event.text, event.payload, self.prompts.suggestions("audience_choice"))
         if answer is not None and (event.payload in AUDIENCE_PAYLOADS or user.awaiting_audience):
             self.store.set_audience(user.id, answer)
+            if awaiting_consent:  # a button under the notice: "Bấm chọn ... là em đã đọc và đồng ý"
+                self._accept(user, answer)
             items.append(Outgoing(self.prompts.text("greeting", answer, seed), "greeting"))
             return _problems(self._deliver(channel, user, items))
+        if awaiting_consent and consent_answer(event.text, event.payload):
+            self._accept(user, audience)
+            items.append(Outgoing(self.prompts.text("privacy_thanks", audience, seed), "greeting"))
+            return _problems(self._deliver(channel, user, items))
+        command = privacy_command(event.text, event.payload)
+        if command is not None:
+            return self._privacy_command(channel, user, event, command, items)
         if event.kind == "postback" and (event.payload in GET_STARTED_PAYLOADS or not event.text.strip()):
-            if user.audience is None and user.audience_asked_at is None:
-                items.append(self._audience_question(audience))
-            else:
+            first = self._first_contact(user, audience)
+            if not first or first[0].kind != "audience_question":
                 items.append(Outgoing(self.prompts.text("greeting", audience, seed), "greeting"))
+            items.extend(first)
             return self._deliver_and_mark(channel, user, items, event)
 
         text = event.text.strip()[: self.max_message_chars]
@@ -394,6 +432,11 @@ class ChannelService:
                 return self._resend(channel, user, event, stored, items)
         idle = timedelta(hours=self.settings.conversation_idle_hours)
         fresh = previous_message_at is not None and self.clock() - previous_message_at < idle
+        # Writing on after the notice was delivered is the acceptance it announces: the
+        # turn records it on its conversation in its own transaction, and the user's row
+        # afterwards (the message's safety handling never waits for a consent write).
+        implied = Consent(self.notice_version, self.clock()) if awaiting_consent else None
+        consent = implied or (Consent(user.consent_version, user.consent_at) if user.consent_version else None)
         try:
             result = self.chat.continue_conversation(
                 text=text,
@@ -402,6 +445,7 @@ class ChannelService:
                 user_pseudonym=user.user_pseudonym,
                 conversation_id=user.conversation_id if fresh else None,
                 platform_message_id=event.platform_message_id,
+                consent=consent,
             )
         except IntegrityError:
             # Stored by a concurrent attempt a moment ago: answer from what is stored.
@@ -410,15 +454,106 @@ class ChannelService:
                 raise
             return self._resend(channel, user, event, stored, items)
         self.store.set_conversation(user.id, result.conversation_id)
+        if implied is not None:
+            user = self._accept(user, audience, attach=False, at=implied.given_at)
         if self.app_metrics is not None:
             self.app_metrics.chat_messages.labels(event.channel, audience, result.reply.kind).inc()
             if result.assessment.escalate:
                 self.app_metrics.escalations.labels(event.channel, str(result.assessment.severity)).inc()
         escalate = result.assessment.escalate
         items.append(Outgoing(result.reply.text, "disclosure" if escalate else "reply", must_send=escalate))
-        if not escalate and user.audience is None and user.audience_asked_at is None:
-            items.append(self._audience_question(audience))
+        if not escalate:  # after a disclosure reply nothing else is sent: the notice waits
+            items.extend(self._first_contact(user, audience))
         return self._deliver_and_mark(channel, user, items, event)
+
+    # -- consent and privacy commands ------------------------------------------------
+    def _first_contact(self, user: UserState, audience: str) -> list[Outgoing]:
+        """The audience question (asked once) and the privacy notice (until this version
+        was delivered), as one message with the buttons under it."""
+        version = self.notice_version
+        needs_notice = not user.consented(version) and not user.awaiting_consent(version)
+        if user.audience is None and user.audience_asked_at is None:
+            return [self._audience_question(audience, notice=needs_notice)]
+        if needs_notice:
+            accept = self.prompts.suggestions("privacy_accept")[:1] or ["Đồng ý"]
+            return [
+                Outgoing(
+                    self.prompts.text("privacy_notice", audience),
+                    "privacy_notice",
+                    (QuickReply(accept[0], CONSENT_PAYLOAD),),
+                    notice=True,
+                )
+            ]
+        return []
+
+    def _accept(
+        self, user: UserState, audience: str, attach: bool = True, at: datetime | None = None
+    ) -> UserState:
+        """Record the acceptance of the current notice on the user and, with ``attach``,
+        on the current conversation (a turn records it on its own conversation)."""
+        self.metrics.events.labels(user.channel, "consent", "recorded").inc()
+        log.info("privacy notice accepted", extra={"channel": user.channel, "notice_version": self.notice_version})
+        return self.store.record_consent(
+            user.id, self.notice_version, audience, at or self.clock(), attach=attach
+        )
+
+    def _privacy_command(
+        self, channel: Channel, user: UserState, event: EventState, command: PrivacyCommand, items: list[Outgoing]
+    ) -> str | None:
+        """Issue or use a one-time code. Nothing of it is stored as a message or logged."""
+        audience = user.audience or "child"
+        seed = user.user_pseudonym
+        owner = (user.channel, user.user_pseudonym)
+        kind: OutgoingKind = "privacy"
+        if command.action == "code":
+            kind = "privacy_code"
+            try:
+                if user.conversation_id is None:
+                    raise CodeInvalid("no conversation", "The user has no current conversation.")
+                code, expires = self.privacy.issue_code(user.conversation_id)
+            except CodeInvalid:
+                outcome, text = "nothing", self.prompts.text("privacy_nothing", audience, seed)
+            else:
+                outcome = "code"
+                text = self.prompts.text("privacy_code", audience, seed).format(
+                    code=code, minutes=self.privacy.settings.rights_code_minutes, until=local_time(expires)
+                )
+        else:
+            assert command.code is not None
+            try:
+                if command.action == "delete":
+                    self.privacy.delete_by_code(command.code, owner=owner)
+                    outcome, text = "delete", self.prompts.text("privacy_deleted", audience, seed)
+                else:
+                    data = self.privacy.export_by_code(command.code, owner=owner)
+                    outcome, text = "export", self._export_summary(data, audience, seed)
+            except LegalHold:
+                outcome, text = "legal_hold", self.prompts.text("privacy_legal_hold", audience, seed)
+            except CodeInvalid:
+                outcome, text = "invalid", self.prompts.text("privacy_code_invalid", audience, seed)
+        self.metrics.events.labels(event.channel, "privacy", outcome).inc()
+        log.info("privacy command answered", extra={"channel": event.channel, "outcome": outcome})
+        items.append(Outgoing(text, kind))
+        return self._deliver_and_mark(channel, user, items, event)
+
+    def _export_summary(self, data: dict[str, object], audience: str, seed: str) -> str:
+        messages = data.get("messages")
+        roles = [m.get("role") for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+        consents = data.get("consents")
+        consent = ""
+        if isinstance(consents, list) and consents and isinstance(consents[-1], dict):
+            last = consents[-1]
+            consent = self.prompts.text("privacy_export_consent", audience, seed).format(
+                version=last.get("notice_version", ""),
+                at=local_time(datetime.fromisoformat(str(last.get("given_at")))),
+            )
+        text = self.prompts.text("privacy_export", audience, seed).format(
+            started=local_time(datetime.fromisoformat(str(data.get("created_at")))),
+            user_messages=roles.count("user"),
+            replies=len(roles) - roles.count("user"),
+            consent=consent,
+        )
+        return re.sub(r"[ \t]+\n", "\n", text).strip()
 
     def _last_resort(self, channel: Channel, event: EventState) -> None:
         """The message could not be answered: still give the user the 111 hotline (best effort)."""
@@ -460,10 +595,13 @@ class ChannelService:
             self.store.mark_sent(event.id)
         return _problems(outcomes)
 
-    def _audience_question(self, audience: str) -> Outgoing:
+    def _audience_question(self, audience: str, notice: bool = False) -> Outgoing:
         titles = self.prompts.suggestions("audience_choice")
         options = tuple(QuickReply(t, p) for t, p in zip(titles, AUDIENCE_PAYLOADS, strict=False))
-        return Outgoing(self.prompts.text("ask_audience", audience), "audience_question", options)
+        text = self.prompts.text("ask_audience", audience)
+        if notice:
+            text = self.prompts.text("privacy_notice", audience) + "\n\n" + text
+        return Outgoing(text, "audience_question", options, notice=notice)
 
     def _event_time(self, event: EventState) -> datetime:
         return min(self.clock(), event.received_at)
@@ -490,8 +628,10 @@ class ChannelService:
                 budget.outcomes.append(outcome)
                 if outcome.sent and item.kind == "audience_question":
                     self.store.mark_audience_asked(user.id, self.clock())
+                if outcome.sent and item.notice:
+                    self.store.mark_notice_shown(user.id, self.notice_version, self.clock())
             except DeliveryUnavailable:
-                if item.kind in ("reply", "disclosure", "human"):
+                if item.kind in RETRIED_KINDS:
                     raise
                 self.metrics.not_sent.labels(channel.name, "unavailable").inc()
                 budget.outcomes.append(SendOutcome(False, f"{item.kind}: platform unavailable"))

@@ -18,6 +18,7 @@ from assistant.channels.base import InboundMessage
 from assistant.channels.models import ChannelEvent, ChannelUser, as_utc
 from assistant.db import Conversation, Database, Message
 from assistant.db.models import utcnow
+from assistant.privacy.service import add_consent
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,10 @@ class UserState:
     last_platform_message_id: str | None
     replies_since_user_message: int
     quota_notice_sent: bool
+    notice_version: str | None = None
+    notice_shown_at: datetime | None = None
+    consent_version: str | None = None
+    consent_at: datetime | None = None
 
     @classmethod
     def of(cls, row: ChannelUser) -> UserState:
@@ -54,11 +59,25 @@ class UserState:
             last_platform_message_id=row.last_platform_message_id,
             replies_since_user_message=row.replies_since_user_message,
             quota_notice_sent=row.quota_notice_sent,
+            notice_version=row.notice_version,
+            notice_shown_at=as_utc(row.notice_shown_at),
+            consent_version=row.consent_version,
+            consent_at=as_utc(row.consent_at),
         )
 
     @property
     def awaiting_audience(self) -> bool:
         return self.audience is None and self.audience_asked_at is not None
+
+    def consented(self, version: str) -> bool:
+        """The user accepted this version of the privacy notice."""
+        return self.consent_version == version and self.consent_at is not None
+
+    def awaiting_consent(self, version: str) -> bool:
+        """This version of the notice was delivered and not yet accepted."""
+        return (
+            self.notice_version == version and self.notice_shown_at is not None and not self.consented(version)
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +198,29 @@ class ChannelStore:
             row = s.get_one(ChannelUser, user_id)
             if row.audience_asked_at is None:
                 row.audience_asked_at = at
+
+    def mark_notice_shown(self, user_id: int, version: str, at: datetime) -> None:
+        with self.db.session() as s:
+            row = s.get_one(ChannelUser, user_id)
+            if row.notice_version != version or row.notice_shown_at is None:
+                row.notice_version = version
+                row.notice_shown_at = at
+
+    def record_consent(
+        self, user_id: int, version: str, audience: str, at: datetime, attach: bool = True
+    ) -> UserState:
+        """The user accepted the notice ``version``: kept on the user and, with ``attach``,
+        in the same transaction recorded on the user's current conversation. Later
+        conversations get it with their first turn (``ChatService(consent=...)``)."""
+        with self.db.session() as s:
+            row = s.get_one(ChannelUser, user_id)
+            row.consent_version = version[:16]
+            row.consent_at = at
+            if attach and row.conversation_id is not None:
+                conv = s.get(Conversation, row.conversation_id)
+                if conv is not None and conv.user_pseudonym == row.user_pseudonym:
+                    add_consent(s, conv.id, row.channel, audience, version, at, once=True)
+            return UserState.of(row)
 
     def set_conversation(self, user_id: int, conversation_id: str) -> None:
         with self.db.session() as s:

@@ -11,8 +11,15 @@ worker once per ``privacy.retention_interval_hours``):
 - each purge writes one ``ConversationPurged`` / ``TipReportPurged`` audit entry
   (ids and counts only, no content).
 
+Consent (``add_consent``) is written by the chat service in the SAME transaction
+as the turn that creates the conversation (web widget) or, on Zalo/Messenger,
+copied from the channel user's acceptance of the notice into each of the user's
+conversations (``assistant/channels``); see docs/privacy.md.
+
 Deletion by the child (one-time code) never removes a conversation that has a
-report: the report is under legal hold. Deletion by an admin on a parent's
+report: the report is under legal hold. A code used inside a channel must belong
+to a conversation of the same channel user (``owner``); on the web the code alone
+is the proof. Deletion by an admin on a parent's
 request records the reason; a conversation with a report needs a supervisor
 who confirms ``override_legal_hold``.
 
@@ -42,6 +49,9 @@ from assistant.settings import PrivacySettings
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 CLOSED_STATUSES = ("closed", "dismissed", "merged")
+
+Owner = tuple[str, str]
+"""``(channel, user pseudonym)`` of the channel user redeeming a code."""
 
 
 class PrivacyError(AssistantError):
@@ -77,6 +87,43 @@ def notice_for(audience: str) -> str:
     return "privacy-notice-parent" if audience == "parent" else "privacy-notice-child"
 
 
+def add_consent(
+    session: Session,
+    conversation_id: str,
+    channel: str,
+    audience: str,
+    version: str,
+    given_at: datetime | None = None,
+    once: bool = False,
+) -> ConsentRecord | None:
+    """Record in ``session`` that the notice ``version`` for ``audience`` was accepted.
+
+    The caller's transaction decides: written with the turn (or the channel user's
+    acceptance) or not at all. With ``once``, nothing is added when the
+    conversation already holds a record of the same notice and version.
+    """
+    notice = notice_for(audience)
+    version = version[:16]
+    if once and session.scalar(
+        select(exists().where(
+            ConsentRecord.conversation_id == conversation_id,
+            ConsentRecord.notice == notice,
+            ConsentRecord.notice_version == version,
+        ))
+    ):
+        return None
+    row = ConsentRecord(
+        conversation_id=conversation_id,
+        channel=channel,
+        audience=audience,
+        notice=notice,
+        notice_version=version,
+        given_at=given_at or utcnow(),
+    )
+    session.add(row)
+    return row
+
+
 @dataclass
 class PurgeReport:
     dry_run: bool
@@ -102,15 +149,8 @@ class PrivacyService:
     def record_consent(
         self, session: Session, conversation_id: str, channel: str, audience: str, version: str
     ) -> ConsentRecord:
-        row = ConsentRecord(
-            conversation_id=conversation_id,
-            channel=channel,
-            audience=audience,
-            notice=notice_for(audience),
-            notice_version=version[:16],
-            given_at=utcnow(),
-        )
-        session.add(row)
+        row = add_consent(session, conversation_id, channel, audience, version)
+        assert row is not None
         return row
 
     def consents(self, conversation_id: str) -> list[dict[str, Any]]:
@@ -147,9 +187,14 @@ class PrivacyService:
             )
         return code, expires
 
-    def _redeem(self, session: Session, code: str, now: datetime) -> str:
+    def _redeem(self, session: Session, code: str, now: datetime, owner: Owner | None = None) -> str:
         row = session.get(RightsCode, _hash(code), with_for_update=True)
-        if row is None or row.used_at is not None or _aware(row.expires_at) < now:
+        invalid = row is None or row.used_at is not None or _aware(row.expires_at) < now
+        if row is not None and not invalid and owner is not None:
+            # Inside a channel the code must be one of this user's own (not spent otherwise).
+            conv = session.get(Conversation, row.conversation_id)
+            invalid = conv is None or (conv.channel, conv.user_pseudonym) != owner
+        if row is None or invalid:
             raise CodeInvalid(
                 "Mã không đúng, đã dùng hoặc đã hết hạn. Em hãy lấy mã mới trong khung chat nhé.",
                 "The code is unknown, already used or expired.",
@@ -157,22 +202,24 @@ class PrivacyService:
         row.used_at = now
         return row.conversation_id
 
-    def export_by_code(self, code: str) -> dict[str, Any]:
+    def export_by_code(self, code: str, owner: Owner | None = None) -> dict[str, Any]:
+        """The child's own conversation; ``owner`` = ``(channel, pseudonym)`` when asked inside a channel."""
         now = utcnow()
         with self.db.session() as session:
-            conversation_id = self._redeem(session, code, now)
+            conversation_id = self._redeem(session, code, now, owner)
             data = self._export(session, conversation_id, redacted=False)
-            self._audit(session, "ConversationExported", None, conversation_id, {"by": "child_code"})
+            self._audit(session, "ConversationExported", None, conversation_id,
+                        {"by": "child_code", "via": owner[0] if owner else "web"})
             return data
 
-    def delete_by_code(self, code: str) -> dict[str, Any]:
+    def delete_by_code(self, code: str, owner: Owner | None = None) -> dict[str, Any]:
         now = utcnow()
         with self.db.session() as session:
-            conversation_id = self._redeem(session, code, now)
+            conversation_id = self._redeem(session, code, now, owner)
             if self._has_report(session, conversation_id):
                 # The code stays spent; nothing is removed.
                 self._audit(session, "ConversationDeletionRefused", None, conversation_id,
-                            {"by": "child_code", "reason": "legal_hold"})
+                            {"by": "child_code", "via": owner[0] if owner else "web", "reason": "legal_hold"})
                 session.commit()
                 raise LegalHold(
                     "Cuộc trò chuyện này đang được người lớn bảo vệ trẻ em xử lý nên chưa thể xóa. "
@@ -180,7 +227,8 @@ class PrivacyService:
                     "This conversation is linked to a report under legal hold and cannot be deleted.",
                 )
             counts = self._delete_conversation(session, conversation_id)
-            self._audit(session, "ConversationDeleted", None, conversation_id, {"by": "child_code", **counts})
+            self._audit(session, "ConversationDeleted", None, conversation_id,
+                        {"by": "child_code", "via": owner[0] if owner else "web", **counts})
             return {"deleted": True, **counts}
 
     # ------------------------------------------------------------------ rights by admin

@@ -31,6 +31,10 @@ class RiskAssessment:
     categories: dict[str, float]
     signals: list[str] = field(default_factory=list)
     model_version: str = ""
+    carried: bool = False
+    """The conversation had already escalated before this message, which alone
+    would not: the state is kept (never lowered), and the reply follows up
+    instead of repeating the disclosure reply. Not part of the JSON contract."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.severity <= 4:

@@ -1,10 +1,14 @@
 """The ensemble: rules + trained model per message, then the conversation context.
 
-Per message, a rule match at severity >= 3 escalates (rules carry the
-reviewed lexicon, negation, hyperbole and imminence handling); otherwise the
-model escalates when its calibrated probability passes the threshold tuned
-for recall out-of-fold. Severity 4 needs an imminence signal from the rules
-or the model's imminent head.
+Per message, a strong rule match at severity >= 3 escalates on its own (strong
+rules carry the reviewed lexicon, negation, hyperbole and imminence handling,
+and never fired on a negative of the train split). Otherwise the model's
+stacked head decides: a logistic regression over the TF-IDF head's score and
+what the rules see (weak rule hits, asking about a topic, hyperbole, game
+talk, imminence...), thresholded for 0.97 recall out-of-fold. A weak rule the
+stacked head overrules keeps the message at severity 2 (counselor follow-up),
+so nothing a rule noticed is dropped. Severity 4 needs an imminence signal
+from the rules or the model's imminent head.
 
 Over the conversation, the severity is the maximum of the earlier turns and
 the current one (never lowered), grooming cues accumulate across turns, and
@@ -22,12 +26,10 @@ from assistant.risk.base import RiskAssessment
 from assistant.risk.context import conversation_signals
 from assistant.risk.model import ModelRiskClassifier
 from assistant.risk.rules import RuleHit, RulesRiskClassifier
-from assistant.risk.taxonomy import HIGH_CATEGORIES, MODERATE_CATEGORIES
+from assistant.risk.taxonomy import HIGH_CATEGORIES
 from assistant.text import NormalizedText
 
 ANNOUNCED_THRESHOLD_FACTOR = 0.5
-WEAK_RULE_FACTOR = 0.5
-"""A weak rule escalates when the model gives at least half its threshold."""
 
 
 class EnsembleRiskClassifier:
@@ -46,14 +48,15 @@ class EnsembleRiskClassifier:
 
     # -- one message ---------------------------------------------------------
     def _parts(self, message: NormalizedText) -> tuple[list[RuleHit], RiskAssessment, dict[str, Any]]:
-        key = message.folded
+        key = f"{message.folded}\x00{message.restored}"  # rules read the one, the model the other
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
         hits = self.rules.hits(message.folded)
-        parts = (hits, self.rules.from_hits(hits), self.model.score(message))
+        features = self.rules.features(message.folded, hits)
+        parts = (hits, self.rules.from_hits(hits), self.model.score(message, features))
         with self._lock:
             self._cache[key] = parts
             if len(self._cache) > self._cache_size:
@@ -67,17 +70,21 @@ class EnsembleRiskClassifier:
         for category, score in rules.categories.items():
             cats[category] = max(cats.get(category, 0.0), score)
         signals = list(rules.signals)
-        p_esc, p_imm = scores["p_escalate"], scores["p_imminent"]
-        threshold = model.threshold_escalate * threshold_factor
+        p_stack, p_imm = scores["p_stack"], scores["p_imminent"]
+        threshold = model.threshold_stack * threshold_factor
         strong = any(hit.rule.strong and hit.severity >= 3 for hit in rule_hits)
-        if rules.severity >= 3 and (strong or p_esc >= threshold * WEAK_RULE_FACTOR):
-            severity = 4 if rules.severity >= 4 or p_imm >= model.threshold_imminent else 3
+        imminent = rules.severity >= 4 or p_imm >= model.threshold_imminent
+        if rules.severity >= 3 and strong:
+            severity = 4 if imminent else 3
             primary = rules.primary
-        elif p_esc >= threshold:
-            severity = 4 if p_imm >= model.threshold_imminent else 3
-            high = {c: v for c, v in cats.items() if c in HIGH_CATEGORIES}
-            primary = max(high, key=lambda c: high[c]) if high else "violence"
-            signals.append(f"mô hình: khả năng cần chuyển tiếp {p_esc:.2f}")
+        elif p_stack >= threshold:
+            severity = 4 if imminent else 3
+            if rules.severity >= 3:
+                primary = rules.primary
+            else:
+                high = {c: v for c, v in cats.items() if c in HIGH_CATEGORIES}
+                primary = max(high, key=lambda c: high[c]) if high else "violence"
+            signals.append(f"mô hình: khả năng cần chuyển tiếp {p_stack:.2f}")
         else:
             model_level = self.model.assess_scores(scores)
             if model_level.severity > rules.severity:
@@ -85,8 +92,9 @@ class EnsembleRiskClassifier:
                 signals.extend(model_level.signals)
             else:
                 severity, primary = rules.severity, rules.primary
-            if primary in MODERATE_CATEGORIES:
-                severity = min(severity, 2)
+            # Below the escalation threshold: at most a follow-up flag, also
+            # when a weak rule matched (the stacked head weighed it already).
+            severity = min(severity, 2)
         return RiskAssessment(
             severity=severity,
             primary=primary if severity > 0 else "none",
@@ -112,16 +120,27 @@ class EnsembleRiskClassifier:
             severity, primary = grooming, "grooming"
             categories["grooming"] = max(categories.get("grooming", 0.0), grooming / 4)
             signals.append("ngữ cảnh: dấu hiệu dụ dỗ qua nhiều lượt (" + ", ".join(ctx.reasons()) + ")")
-        for earlier in history:
-            before = self.message_level(earlier)
+        current_escalates = severity >= 3
+        prior_escalated = False
+        folded = [h.folded for h in history]
+        for i, earlier in enumerate(history):
+            # An earlier turn is judged as it was then: after an announcement,
+            # with the lowered threshold, so a disclosure caught that way stays.
+            announced = conversation_signals(folded[: i + 1]).announced
+            before = self.message_level(earlier, ANNOUNCED_THRESHOLD_FACTOR if announced else 1.0)
+            prior_escalated = prior_escalated or before.severity >= 3
             if before.severity > severity:
                 severity, primary = before.severity, before.primary
                 categories[primary] = max(categories.get(primary, 0.0), before.categories.get(primary, 0.0))
                 signals.append("ngữ cảnh: cuộc trò chuyện đã có rủi ro cao trước đó")
+        if history and conversation_signals(folded).grooming_severity >= 3:
+            prior_escalated = True
+            current_escalates = current.severity >= 3
         return RiskAssessment(
             severity=severity,
             primary=primary if severity > 0 else "none",
             categories=categories,
             signals=signals,
             model_version=self.model_version,
+            carried=severity >= 3 and prior_escalated and not current_escalates,
         )

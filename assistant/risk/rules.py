@@ -277,6 +277,21 @@ RULES: tuple[Rule, ...] = (
         negatives=("chán muốn chết", "nóng chết đi được", "tự tử là gì"),
     ),
     Rule(
+        "sh.self_wish",
+        "self_harm",
+        3,
+        _r(
+            r"^(?:\w+\s+){0,2}?(?:em|minh|tui|toi|to|tao|t|con)\s+(?:(?!khong\b|ko\b|chua\b|chang\b)\w+\s+){0,2}?"
+            r"(?:muon chet|mun chet|muon tu tu"
+            r"|mun tu tu|khong muon song|khong mun song|het muon song|khong muon ton tai|muon bien mat"
+            r"|muon ket thuc cuoc doi|muon ket thuc tat ca)\b"
+        ),
+        "trẻ nói chính mình muốn chết",
+        strong=True,
+        positives=("e mun chet lam r", "em thật sự muốn chết", "tui không muốn sống nữa"),
+        negatives=("chán muốn chết", "học sinh nói em muốn chết thì sao", "em không muốn chết đâu, chỉ mệt"),
+    ),
+    Rule(
         "sh.injury",
         "self_harm",
         3,
@@ -472,6 +487,29 @@ class RulesRiskClassifier:
         self, message: NormalizedText, history: Sequence[NormalizedText] = ()  # noqa: ARG002 - one message alone
     ) -> RiskAssessment:
         return self.from_hits(self.hits(message.folded))
+
+    def features(self, folded: str, hits: Sequence[RuleHit] | None = None) -> list[float]:
+        """What the rules see in one message, as numbers for the trained stacker.
+
+        Highest severity of strong and of weak rule hits, the number of hits,
+        and the context cues the rules use (asking about a topic, hypothetical,
+        news, resolved, hyperbole, game talk, imminence, a plan, a victim
+        phrase, first person, a question mark, length).
+        """
+        text = " ".join(folded.lower().split())
+        hits = self.hits(folded) if hits is None else hits
+        strong = max((h.severity for h in hits if h.rule.strong), default=0)
+        weak = max((h.severity for h in hits if not h.rule.strong), default=0)
+        cues = (ABOUT_TOPIC, HYPOTHETICAL, NEWS, RESOLVED, HYPERBOLE_PHRASES, GAME_CONTEXT, IMMINENT,
+                SELF_HARM_PLAN, VICTIM, FIRST_PERSON)
+        return [
+            strong / 4,
+            weak / 4,
+            min(len(hits), 4) / 4,
+            *(float(bool(cue.search(text))) for cue in cues),
+            float("?" in text),
+            min(len(text.split()), 60) / 60,
+        ]
 
     def from_hits(self, hits: Sequence[RuleHit]) -> RiskAssessment:
         if not hits:

@@ -97,6 +97,7 @@ OUTPUT_KEYS = (
     "style",
     "variant",
     "split",
+    "batch",  # only on rows of a later batch (a seeds/ sub-folder)
 )
 CONVERSATION_KEYS = (
     "id",
@@ -373,6 +374,7 @@ class Report:
     merged_groups: int = 0
     label_conflicts: int = 0
     label_warnings: int = 0
+    later_batch_dropped: int = 0
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -425,7 +427,12 @@ def _label_warning(seed: Record) -> str | None:
 
 
 def seed_files(seeds_dir: Path) -> list[Path]:
-    return sorted(p for p in seeds_dir.glob("*.jsonl") if p.is_file())
+    """Batch 1 is ``seeds/*.jsonl``; each sub-folder (``seeds/batch2/``...) is a
+    later batch, read after it in name order."""
+    files = sorted(p for p in seeds_dir.glob("*.jsonl") if p.is_file())
+    for folder in sorted(p for p in seeds_dir.iterdir() if p.is_dir()) if seeds_dir.is_dir() else []:
+        files += sorted(p for p in folder.glob("*.jsonl") if p.is_file())
+    return files
 
 
 def load_seeds(seeds_dir: Path, report: Report, strict: bool = False) -> list[Record]:
@@ -459,6 +466,8 @@ def load_seeds(seeds_dir: Path, report: Report, strict: bool = False) -> list[Re
                     report.warn(f"{where}: duplicate id {seed['id']!r}, skipped")
                     continue
                 seen_ids.add(seed["id"])
+                if path.parent != seeds_dir:
+                    seed["_batch"] = path.parent.name
                 seeds.append(seed)
     report.seeds = len(seeds)
     return seeds
@@ -540,12 +549,25 @@ def build_messages(seeds: list[Record], report: Report) -> list[Record]:
             uf.union(other, group)
             report.merged_groups += 1
 
+    batch_of: dict[str, str] = {}
     for seed in seeds:
         cats = list(seed["categories"])
         severity = seed["severity"]
         group = seed["id"]
-        uf.find(group)
         candidates = variants_for(seed)
+        batch = seed.get("_batch", "")
+        if batch and any(
+            batch_of.get(uf.find(group_by_key[norm_key(text)]), "") != batch
+            for _, text, _ in candidates
+            if norm_key(text) in group_by_key
+        ):
+            # A later batch never joins an earlier batch's group: that could
+            # move a message into (or out of) the earlier held-out split.
+            report.later_batch_dropped += 1
+            report.warn(f"seed {group} of {batch} repeats an earlier batch's message, dropped")
+            continue
+        uf.find(group)
+        batch_of[group] = batch
         seed_text = candidates[0][1]
         if seed_text in seed_texts:
             report.duplicate_texts += 1
@@ -585,6 +607,8 @@ def build_messages(seeds: list[Record], report: Report) -> list[Record]:
                 "variant": variant,
                 "split": "",
             }
+            if batch:
+                row["batch"] = batch
             seen_text[text] = row
             rows.append(row)
 
@@ -598,7 +622,11 @@ def build_messages(seeds: list[Record], report: Report) -> list[Record]:
         first_label.setdefault(root, label)
         if row["group"] == root:
             own_label.setdefault(root, label)
-    splits = assign_splits((root, own_label.get(root, label)) for root, label in first_label.items())
+    # Strata are per batch: a later batch is split among its own groups by the
+    # same rule, so adding one never moves a group of an earlier batch.
+    splits = assign_splits(
+        (root, (*own_label.get(root, label), batch_of.get(root, ""))) for root, label in first_label.items()
+    )
     for row in rows:
         row["split"] = splits[uf.find(row["group"])]
     return rows
@@ -729,7 +757,8 @@ def summary(rows: list[Record], convs: list[Record], report: Report) -> str:
         f"seed files: {report.files}   seeds: {report.seeds}   messages: {len(rows)}",
         f"skipped lines: {report.skipped_lines}   duplicate ids: {report.duplicate_ids}   "
         f"duplicate texts dropped: {report.duplicate_texts}   label conflicts: {report.label_conflicts}   "
-        f"groups merged for the split: {report.merged_groups}   odd labels kept: {report.label_warnings}",
+        f"groups merged for the split: {report.merged_groups}   odd labels kept: {report.label_warnings}   "
+        f"later-batch seeds dropped as repeats of earlier batches: {report.later_batch_dropped}",
     ]
     if rows:
         heldout = sum(r["split"] == "heldout" for r in rows)

@@ -28,6 +28,7 @@ from assistant.channels.base import (
 from assistant.channels.fake import CollectingChannel
 from assistant.channels.models import ChannelEvent, ChannelUser
 from assistant.db import Conversation, Message
+from assistant.db.models import utcnow
 from assistant.prompts import default_prompts
 from tests.channels.conftest import ChannelEnv, Scripted, new_user
 from tests.channels.helpers import Hook
@@ -118,10 +119,11 @@ def _pseudonym(env: ChannelEnv, channel: str, user: str) -> str:
 
 
 def _known_user(hook: Hook, user: str, audience: str = "child") -> None:
-    """A user who already answered the audience question."""
+    """A user who already answered the audience question and accepted the privacy notice."""
     store = hook.env.channels.store
     user_id = store.ensure_user(hook.name, _pseudonym(hook.env, hook.name, user), user)
     store.set_audience(user_id, audience)
+    store.record_consent(user_id, hook.env.channels.notice_version, audience, utcnow())
 
 
 def tip_report_for(services: Any, conversation_id: str) -> Any:
@@ -249,14 +251,15 @@ class WebhookContract:
         first = hook.sent(user)
         assert len(first) == 2  # the reply, then the question with its quick replies
         question = default_prompts().text("ask_audience", "child")
-        assert first[1]["text"].startswith(question) and len(first[1]["quick_replies"]) == 2
+        assert question in first[1]["text"] and len(first[1]["quick_replies"]) == 2
+        assert first[1]["text"].startswith(default_prompts().text("privacy_notice", "child"))  # with the notice
         hook.post(hook.audience_answer(user, "Tôi là phụ huynh", "AUDIENCE_PARENT"))
         hook.env.wait()
         assert hook.texts(user)[2] == default_prompts().text("greeting", "parent", _pseudonym(hook.env, hook.name, user))
         hook.post(hook.text(user, "cảm ơn nhé"))
         hook.env.wait()
         texts = hook.texts(user)
-        assert len(texts) == 4 and not texts[3].startswith(question)
+        assert len(texts) == 4 and question not in texts[3]
         with hook.env.services.db.session() as s:
             row = s.scalars(
                 sa.select(ChannelUser).where(ChannelUser.user_pseudonym == _pseudonym(hook.env, hook.name, user))

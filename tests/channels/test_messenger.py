@@ -32,6 +32,7 @@ def known(hook: Hook, user: str, audience: str = "child") -> int:
     store = hook.env.channels.store
     user_id = store.ensure_user("messenger", hook.env.channels.pseudonym("messenger", user), user)
     store.set_audience(user_id, audience)
+    store.record_consent(user_id, hook.env.channels.notice_version, audience, utcnow())  # the notice accepted
     return int(user_id)
 
 
@@ -181,7 +182,8 @@ def test_get_started_postback_asks_the_audience(hook: Hook) -> None:
     assert hook.post(body).json()["accepted"] == 1
     hook.env.wait()
     [sent] = hook.sent(user)
-    assert sent["text"] == default_prompts().text("ask_audience", "child")
+    prompts = default_prompts()  # the privacy notice, then the question, in one message
+    assert sent["text"] == prompts.text("privacy_notice", "child") + "\n\n" + prompts.text("ask_audience", "child")
     assert sent["quick_replies"] == ["AUDIENCE_CHILD", "AUDIENCE_PARENT"]
 
 

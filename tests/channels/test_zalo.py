@@ -35,6 +35,7 @@ def known(hook: Hook, user: str, audience: str = "child") -> int:
     store = hook.env.channels.store
     user_id = store.ensure_user("zalo", hook.env.channels.pseudonym("zalo", user), user)
     store.set_audience(user_id, audience)
+    store.record_consent(user_id, hook.env.channels.notice_version, audience, utcnow())  # the notice accepted
     return int(user_id)
 
 
@@ -156,7 +157,8 @@ def test_follow_asks_the_audience_and_unfollow_forgets_the_platform_id(hook: Hoo
     hook.env.wait()
     [sent] = hook.sent(user)
     assert sent["raw"]["recipient"] == {"user_id": user}
-    assert sent["text"] == default_prompts().text("ask_audience", "child")
+    prompts = default_prompts()  # the privacy notice, then the question, in one message
+    assert sent["text"] == prompts.text("privacy_notice", "child") + "\n\n" + prompts.text("ask_audience", "child")
     assert sent["quick_replies"] == ["Em là học sinh", "Tôi là phụ huynh"]
     assert row_of(hook, user).platform_user_id == user
     hook.post(zalo_body(ZALO_APP_ID, user, "Em là học sinh"))  # the button's text comes back

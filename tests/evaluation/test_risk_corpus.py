@@ -133,7 +133,7 @@ def test_only_high_categories_lead_at_severity_3_and_above(messages):
 
 def test_message_fields_follow_the_contract(messages):
     for m in messages:
-        assert set(m) == set(brc.OUTPUT_KEYS), m["id"]
+        assert set(m) == set(brc.OUTPUT_KEYS) - ({"batch"} if "batch" not in m else set()), m["id"]
         assert m["primary"] == (m["categories"][0] if m["categories"] else "none")
         assert (m["primary"] == "none") == (m["severity"] == 0), m["id"]
         assert m["escalate"] == (m["severity"] >= 3)
@@ -405,6 +405,23 @@ def test_builder_keeps_near_copies_from_different_seeds_in_one_split(tmp_path):
     split = {r["group"]: r["split"] for r in rows}
     assert all(split[f"x-{i:02d}a"] == split[f"x-{i:02d}b"] for i in range(40))
     assert set(split.values()) == {"train", "heldout"}
+
+
+def test_a_later_batch_is_split_among_itself_and_never_moves_an_earlier_group(tmp_path):
+    regular = [_seed(f"r-{i:02d}", f"Em bị bạn chặn đường đòi tiền lần {i}", 2, ["cyberbullying"]) for i in range(30)]
+    _write_seeds(tmp_path / "seeds", regular)
+    _, before = _build(tmp_path)
+    extra = [_seed(f"t-{i:02d}", f"Bạn trong lớp chặn đường đòi tiền em lần {i}", 2, ["cyberbullying"]) for i in range(20)]
+    # a copy (after folding) of an earlier batch's seed: dropped, never joins its group
+    extra.append(_seed("t-copy", "em bi ban chan duong doi tien lan 3", 2, ["cyberbullying"]))
+    _write_seeds(tmp_path / "seeds" / "batch2", extra, name="xmod_test.jsonl")
+    _, after = _build(tmp_path)
+    split_before = {r["id"]: r["split"] for r in before}
+    split_after = {r["id"]: r["split"] for r in after}
+    assert {k: split_after[k] for k in split_before} == split_before
+    new_groups = {r["group"]: r["split"] for r in after if r["group"].startswith("t-")}
+    assert list(new_groups.values()).count("heldout") == brc.heldout_count(20)
+    assert "t-copy" not in new_groups
 
 
 def test_builder_reads_any_number_of_files_and_skips_bad_lines(tmp_path):

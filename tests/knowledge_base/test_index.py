@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from knowledge_base.embedders import FakeEmbedder
-from knowledge_base.index import IndexNotReady, KnowledgeIndex, bm25_tokens
+from knowledge_base.index import LEG_WEIGHTS, IndexNotReady, KnowledgeIndex, bm25_tokens
 from tests.knowledge_base.conftest import write_article
 
 pytestmark = pytest.mark.integration
@@ -76,3 +76,81 @@ def test_hybrid_fuses_both_legs(tmp_path: Path, small_kb: Path) -> None:
     hits = index.search("mat khau manh", "mật khẩu mạnh", audience="child")
     assert hits[0].article.id == "mat-khau"
     assert set(hits[0].ranks) == {"bm25_section", "dense_section"}
+
+
+def _platform_article(folder: Path, article_id: str, app: str, questions: str = "") -> None:
+    (folder / f"{article_id}.md").write_text(
+        f"""---
+id: {article_id}
+title: "Cài đặt riêng tư trên {app}"
+audience: child
+age_band: ["12-15"]
+topics: [privacy, {app.lower()}]
+sources:
+  - title: "Trung tâm trợ giúp {app}"
+reviewed_at: 2026-11-20
+version: 1
+{questions}---
+# Cài đặt riêng tư trên {app}
+
+Em nên để tài khoản {app} ở chế độ riêng tư để người lạ không xem được bài đăng.
+
+## Em nên làm gì
+1. Vào phần cài đặt quyền riêng tư.
+2. Chọn chỉ bạn bè xem bài đăng.
+""",
+        encoding="utf-8",
+    )
+
+
+def test_platforms_of_articles_and_queries(tmp_path: Path) -> None:
+    from knowledge_base.articles import parse_article
+    from knowledge_base.index import article_platforms, query_platforms
+
+    _platform_article(tmp_path, "ig", "Instagram")
+    assert article_platforms(parse_article(tmp_path / "ig.md")) == {"instagram"}
+    assert query_platforms("lam sao de instagram cua em rieng tu") == {"instagram"}
+    assert query_platforms("chan nguoi la tren messenger va zalo") == {"facebook", "zalo"}
+    assert query_platforms("choi free fire voi lien quan") == {"moba"}
+    assert query_platforms("lam sao de tai khoan rieng tu") == frozenset()
+
+
+def test_articles_for_another_platform_are_scored_down(tmp_path: Path) -> None:
+    from knowledge_base.index import PLATFORM_MISMATCH
+
+    content = tmp_path / "content"
+    content.mkdir()
+    _platform_article(content, "fb", "Facebook")
+    _platform_article(content, "ig", "Instagram")
+    index = make_index(tmp_path, content)
+    index.ingest()
+    general = {h.article.id: h.score for h in index.search("che do rieng tu", "chế độ riêng tư")}
+    assert set(general) == {"fb", "ig"}
+    hits = index.search("instagram che do rieng tu", "instagram chế độ riêng tư")
+    assert hits[0].article.id == "ig"
+    named = {h.article.id: h for h in hits}
+    rrf_part = sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in named["fb"].ranks.items())
+    assert named["fb"].score == pytest.approx(rrf_part * PLATFORM_MISMATCH)
+
+
+def test_a_near_duplicate_sample_question_gains_a_bonus(tmp_path: Path, small_kb: Path) -> None:
+    from knowledge_base.index import NEAR_DUPLICATE
+
+    path = small_kb / "nguoi-la.md"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "version: 1\n", 'version: 1\nquestions:\n  - "mat khau cua em bi lo thi sao"\n', 1
+        ),
+        encoding="utf-8",
+    )
+    index = make_index(tmp_path, small_kb)
+    index.ingest()
+    hits = {h.article.id: h for h in index.search("mat khau cua em bi lo thi sao", "mat khau cua em bi lo thi sao")}
+    hit = hits["nguoi-la"]
+    assert hit.raw["dense"] == pytest.approx(1.0)
+    rrf_part = sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in hit.ranks.items())
+    assert hit.score == pytest.approx(rrf_part + NEAR_DUPLICATE[1])
+    other = hits["mat-khau"]
+    assert other.score == pytest.approx(
+        sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in other.ranks.items())
+    )

@@ -71,3 +71,73 @@ def test_assessment_has_the_contract_fields(services: Any) -> None:
     out = services.classifier.assess(normalize("em không muốn sống nữa")).to_dict()
     assert set(out) == {"severity", "primary", "categories", "escalate", "signals", "model_version"}
     assert out["signals"] and out["model_version"].startswith("ensemble")
+
+
+def test_fused_heads_score_exactly_like_scikit_learn(services: Any) -> None:
+    """The one-matrix scoring path gives the probabilities scikit-learn gives."""
+    import numpy as np
+
+    from assistant.risk.model import risk_text
+
+    model = services.classifier.model.model
+    normalize = services.pipeline.stage("normalize").normalize
+    messages = [normalize(t) for t in ("em không muốn sống nữa", "cách trồng rau muống", "nó dọa tung ảnh của e")]
+    rule_x = [services.classifier.rules.features(m.folded) for m in messages]
+    texts = [risk_text(m) for m in messages]
+    fused = model.predict(texts, rule_x)
+    x = model.features(texts)
+    expected_esc = model.escalate_clf.predict_proba(x)[:, 1]
+    expected_imm = model.imminent_clf.predict_proba(x)[:, 1]
+    z = np.column_stack([model.base_clf.decision_function(x), np.asarray(rule_x)])
+    expected_stack = model.stack_clf.predict_proba(z)[:, 1]
+    for i, row in enumerate(fused):
+        assert row["p_escalate"] == pytest.approx(expected_esc[i], abs=1e-5)
+        assert row["p_imminent"] == pytest.approx(expected_imm[i], abs=1e-5)
+        assert row["p_stack"] == pytest.approx(expected_stack[i], abs=1e-5)
+        for category, clf in model.category_clfs.items():
+            assert row["categories"][category] == pytest.approx(clf.predict_proba(x[i])[0, 1], abs=1e-5)
+
+
+def test_a_weak_rule_the_model_overrules_still_flags_for_follow_up(services: Any) -> None:
+    """A teacher asking about a pupil's words hits the weak suicidal-thoughts rule;
+    the stacked head does not escalate it, but it is kept at severity 2 with the
+    rule's reason, never dropped."""
+    normalize = services.pipeline.stage("normalize").normalize
+    text = "giáo viên nên làm gì khi học sinh nói em muốn chết lúc giận dỗi"
+    hits = services.classifier.rules.hits(normalize(text).folded)
+    assert any(h.rule.id == "sh.suicidal" and not h.rule.strong for h in hits)
+    result = services.classifier.assess(normalize(text))
+    assert result.severity == 2 and not result.escalate, result
+    assert any("sh.suicidal" in s for s in result.signals)
+
+
+def test_after_a_disclosure_later_turns_are_carried_not_new(services: Any) -> None:
+    """The state stays escalated; later ordinary turns are marked carried, a new
+    disclosure is not."""
+    normalize = services.pipeline.stage("normalize").normalize
+    history = [normalize("chú hàng xóm sờ vào chỗ kín của em")]
+    first = services.classifier.assess(history[0])
+    assert first.escalate and not first.carried
+    later = services.classifier.assess(normalize("dạ vâng ạ"), history)
+    assert later.escalate and later.carried
+    again = services.classifier.assess(normalize("bố em đánh em bầm tím hết người"), history)
+    assert again.escalate and not again.carried
+    assert "carried" not in later.to_dict()  # not part of the JSON contract
+
+
+def test_a_chat_reply_after_a_disclosure_follows_up_and_still_answers(services: Any) -> None:
+    from assistant.pipeline import ChatTurn
+
+    pipeline = services.pipeline
+    first = pipeline.run(ChatTurn(text="chú hàng xóm sờ vào chỗ kín của em", audience="child", channel="web", seed="s"))
+    assert first.reply is not None and first.reply.kind == "disclosure"
+    history = ["chú hàng xóm sờ vào chỗ kín của em"]
+    thanks = pipeline.run(ChatTurn(text="ok cảm ơn", audience="child", channel="web", seed="s", history=history))
+    assert thanks.assessment is not None and thanks.assessment.escalate
+    assert thanks.reply is not None and thanks.reply.kind == "disclosure_followup"
+    assert "111" in thanks.reply.text and thanks.reply.text != first.reply.text
+    question = pipeline.run(
+        ChatTurn(text="làm sao để chặn người lạ trên zalo", audience="child", channel="web", seed="s", history=history)
+    )
+    assert question.reply is not None and question.reply.kind == "disclosure_followup"
+    assert "111" in question.reply.text and question.reply.citations

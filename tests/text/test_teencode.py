@@ -207,3 +207,18 @@ def test_runs_of_teen_letters_are_not_a_letter_list() -> None:
     assert expand_teencode("ng ta nạp thẻ cho e r h đòi e trả ơn") == "người ta nạp thẻ cho em rồi giờ đòi em trả ơn"
     assert expand_teencode("a b c d") == "a b c d"
     assert expand_teencode("e bj tống tiền bằng ảnh") == "em bị tống tiền bằng ảnh"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("e đi hc về r", "em đi học về rồi"),
+        ("acc lq của e", "tài khoản liên quân của em"),
+        ("hack kc ff", "hack kim cương free fire"),
+        ("dg bị chửi", "đang bị chửi"),
+        ("lộ info r", "lộ thông tin rồi"),
+        ("đổi avt", "đổi ảnh đại diện"),
+    ],
+)
+def test_game_and_school_abbreviations(text: str, expected: str) -> None:
+    assert expand_teencode(text) == expected
