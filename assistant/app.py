@@ -129,6 +129,18 @@ def create_app(
     async def assistant_error(_request: Request, exc: AssistantError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"error": exc.to_dict()})
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        # Still a well-formed answer (Starlette logs the traceback after it): the
+        # client gets the same JSON error shape as for every other failure.
+        log.error("unhandled error: %s", type(exc).__name__)
+        return _error(
+            500,
+            "internal_error",
+            "Hệ thống đang gặp sự cố. Em thử lại sau ít phút nhé. Nếu em cần giúp ngay, hãy gọi 111 (miễn phí, 24/7).",
+            "Internal error; please retry shortly.",
+        )
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()

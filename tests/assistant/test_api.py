@@ -125,3 +125,18 @@ def test_parent_question_cites_a_parent_article(client: Any, services: Any) -> N
     r = client.post("/api/v1/chat", json={"text": "cách cài family link cho con", "audience": "parent"})
     cited = r.json()["reply"]["citations"][0]["id"]
     assert services.index.articles[cited].audience in ("parent", "both")
+
+
+def test_an_unexpected_error_is_a_json_500_with_111(app: Any, services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(services.chat, "handle", broken)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/api/v1/chat", json={"text": "chào bạn", "audience": "child"})
+    assert r.status_code == 500
+    error = r.json()["error"]
+    assert error["code"] == "internal_error" and "111" in error["message"]
+    assert "simulated failure" not in r.text  # no internals leak to the client

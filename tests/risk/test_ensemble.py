@@ -99,16 +99,36 @@ def test_fused_heads_score_exactly_like_scikit_learn(services: Any) -> None:
 
 
 def test_a_weak_rule_the_model_overrules_still_flags_for_follow_up(services: Any) -> None:
-    """A teacher asking about a pupil's words hits the weak suicidal-thoughts rule;
-    the stacked head does not escalate it, but it is kept at severity 2 with the
-    rule's reason, never dropped."""
+    """A weak rule hit that the stacked head does not confirm is kept at severity 2
+    with the rule's reason (counselor follow-up), never dropped; a confirmed one
+    escalates. The model is replaced by fixed scores to test the policy alone."""
+    from types import SimpleNamespace
+
+    from assistant.risk.ensemble import EnsembleRiskClassifier
+    from assistant.risk.model import ModelRiskClassifier
+
+    class FixedScores(ModelRiskClassifier):
+        def __init__(self, p_stack: float) -> None:
+            super().__init__(SimpleNamespace(  # type: ignore[arg-type]
+                version="fixed", threshold_stack=0.5, threshold_escalate=0.5, threshold_imminent=0.5
+            ))
+            self.p_stack = p_stack
+
+        def score(self, message: Any, rule_features: Any = None) -> dict[str, Any]:  # noqa: ARG002
+            return {"p_escalate": self.p_stack, "p_stack": self.p_stack, "p_imminent": 0.0,
+                    "categories": {"self_harm": self.p_stack}}
+
     normalize = services.pipeline.stage("normalize").normalize
-    text = "giáo viên nên làm gì khi học sinh nói em muốn chết lúc giận dỗi"
-    hits = services.classifier.rules.hits(normalize(text).folded)
+    message = normalize("giáo viên nên làm gì khi học sinh nói em muốn chết lúc giận dỗi")
+    rules = services.classifier.rules
+    hits = rules.hits(message.folded)
     assert any(h.rule.id == "sh.suicidal" and not h.rule.strong for h in hits)
-    result = services.classifier.assess(normalize(text))
-    assert result.severity == 2 and not result.escalate, result
-    assert any("sh.suicidal" in s for s in result.signals)
+    assert not any(h.rule.strong for h in hits)
+    overruled = EnsembleRiskClassifier(rules, FixedScores(0.1)).assess(message)
+    assert overruled.severity == 2 and overruled.primary == "self_harm", overruled
+    assert any("sh.suicidal" in s for s in overruled.signals)
+    confirmed = EnsembleRiskClassifier(rules, FixedScores(0.9)).assess(message)
+    assert confirmed.escalate and confirmed.primary == "self_harm"
 
 
 def test_after_a_disclosure_later_turns_are_carried_not_new(services: Any) -> None:
