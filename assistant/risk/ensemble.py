@@ -23,7 +23,7 @@ from threading import Lock
 from typing import Any
 
 from assistant.risk.base import RiskAssessment
-from assistant.risk.context import conversation_signals
+from assistant.risk.context import ANNOUNCEMENT, conversation_signals
 from assistant.risk.model import ModelRiskClassifier
 from assistant.risk.rules import RuleHit, RulesRiskClassifier
 from assistant.risk.taxonomy import HIGH_CATEGORIES
@@ -123,11 +123,12 @@ class EnsembleRiskClassifier:
         current_escalates = severity >= 3
         prior_escalated = False
         folded = [h.folded for h in history]
-        for i, earlier in enumerate(history):
+        announced_before = False
+        for earlier, text in zip(history, folded, strict=True):
             # An earlier turn is judged as it was then: after an announcement,
             # with the lowered threshold, so a disclosure caught that way stays.
-            announced = conversation_signals(folded[: i + 1]).announced
-            before = self.message_level(earlier, ANNOUNCED_THRESHOLD_FACTOR if announced else 1.0)
+            before = self.message_level(earlier, ANNOUNCED_THRESHOLD_FACTOR if announced_before else 1.0)
+            announced_before = announced_before or bool(ANNOUNCEMENT.search(text))
             prior_escalated = prior_escalated or before.severity >= 3
             if before.severity > severity:
                 severity, primary = before.severity, before.primary

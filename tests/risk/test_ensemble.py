@@ -161,3 +161,32 @@ def test_a_chat_reply_after_a_disclosure_follows_up_and_still_answers(services: 
     )
     assert question.reply is not None and question.reply.kind == "disclosure_followup"
     assert "111" in question.reply.text and question.reply.citations
+
+
+def test_a_disclosure_caught_after_an_announcement_stays_escalated(services: Any) -> None:
+    """Turn 2 escalates only thanks to turn 1's announcement (lowered threshold);
+    a later "ok" must not drop it: earlier turns are judged as they were then."""
+    from types import SimpleNamespace
+
+    from assistant.risk.ensemble import EnsembleRiskClassifier
+    from assistant.risk.model import ModelRiskClassifier
+
+    class ScoresByText(ModelRiskClassifier):
+        def __init__(self, scores: dict[str, float]) -> None:
+            super().__init__(SimpleNamespace(  # type: ignore[arg-type]
+                version="fixed", threshold_stack=0.5, threshold_escalate=0.5, threshold_imminent=0.9
+            ))
+            self.scores = scores
+
+        def score(self, message: Any, rule_features: Any = None) -> dict[str, Any]:  # noqa: ARG002
+            p = self.scores.get(message.original, 0.0)
+            return {"p_escalate": p, "p_stack": p, "p_imminent": 0.0, "categories": {"sexual_abuse": p}}
+
+    normalize = services.pipeline.stage("normalize").normalize
+    announce, disclose, later = "em muốn kể chuyện này", "chú ấy làm chuyện đó với em", "ok"
+    clf = EnsembleRiskClassifier(services.classifier.rules, ScoresByText({disclose: 0.3}))
+    assert not clf.assess(normalize(disclose)).escalate  # alone: 0.3 < 0.5
+    turns = [normalize(announce), normalize(disclose)]
+    assert clf.assess(turns[1], turns[:1]).escalate  # announced: 0.3 >= 0.25
+    after = clf.assess(normalize(later), turns)
+    assert after.escalate and after.carried
