@@ -107,7 +107,8 @@ class EnsembleRiskClassifier:
     def assess(
         self, message: NormalizedText, history: Sequence[NormalizedText] = ()
     ) -> RiskAssessment:
-        ctx = conversation_signals([h.folded for h in history] + [message.folded])
+        folded = [h.folded for h in history]
+        ctx = conversation_signals([*folded, message.folded])
         factor = ANNOUNCED_THRESHOLD_FACTOR if ctx.announced else 1.0
         current = self.message_level(message, factor)
         severity, primary = current.severity, current.primary
@@ -122,7 +123,6 @@ class EnsembleRiskClassifier:
             signals.append("ngữ cảnh: dấu hiệu dụ dỗ qua nhiều lượt (" + ", ".join(ctx.reasons()) + ")")
         current_escalates = severity >= 3
         prior_escalated = False
-        folded = [h.folded for h in history]
         announced_before = False
         for earlier, text in zip(history, folded, strict=True):
             # An earlier turn is judged as it was then: after an announcement,
