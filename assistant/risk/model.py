@@ -182,8 +182,8 @@ class RiskModel:
 
 class FusedHeads:
     """Every linear head's weights in one matrix: one sparse product scores a
-    message for all heads at once (22 separate scikit-learn calls cost ~20 ms
-    on a busy core; this costs well under 1 ms). Calibrated heads apply their
+    message for all 19 heads at once (called one by one through scikit-learn they
+    cost ~20 ms on a busy core; this costs well under 1 ms). Calibrated heads apply their
     sigmoid calibrators to the same decision values, exactly as
     ``CalibratedClassifierCV.predict_proba`` does (tested for equality)."""
 
