@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -65,6 +66,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
+        # Blocking endpoints run in this many threads at once (anyio's default is 40):
+        # the CPU-bound pipeline gains nothing from more threads than cores beyond a
+        # few, and many threads contending for the GIL slow every request down.
+        to_thread.current_default_thread_limiter().total_tokens = settings.server.request_threads
         app.state.services = services or build_services(settings, prepare=prepare)
         if app.state.services.channels is not None:
             # Zalo/Messenger events acknowledged by a previous process are answered now.

@@ -227,6 +227,13 @@ class ServerSettings(BaseModel):
         "writers of different workers are arbitrated only by sqlite_busy_timeout_ms (the write lock is per "
         "process): use PostgreSQL for several workers. 1 fits a 2-core machine.",
     )
+    request_threads: int = Field(
+        default=40,
+        ge=1,
+        le=256,
+        description="Threads that run blocking request handlers at once, per worker process (the chat "
+        "pipeline, database work). Requests beyond it wait their turn.",
+    )
 
 
 class WidgetSettings(BaseModel):

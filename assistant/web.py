@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
@@ -250,13 +250,17 @@ def render_article(article: Article, articles: dict[str, Article], exit_url: str
 
 
 @router.get("/kb/{article_id}", response_class=HTMLResponse, include_in_schema=False)
-def article_page(article_id: str, request: Request) -> HTMLResponse:
+def article_page(article_id: str, request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    articles: dict[str, Article] = request.app.state.services.index.articles
-    article = articles.get(article_id) if _ARTICLE_ID.match(article_id) else None
+    index = request.app.state.services.index
+    articles: dict[str, Article] = index.articles
+    article = index.resolve(article_id) if _ARTICLE_ID.match(article_id) else None
     if article is None:
         page = templates().get_template("not_found.html").render(exit_url=settings.widget.exit_url)
         return _html(page, status=404)
+    if article.id != article_id:
+        # An article merged into another: old citations and links land on the survivor.
+        return RedirectResponse(f"/kb/{article.id}", status_code=301)
     return _html(render_article(article, articles, settings.widget.exit_url))
 
 

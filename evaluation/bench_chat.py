@@ -179,6 +179,19 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time used so far by ``pids`` (from /proc; 0 for a process gone)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def pid_listening_on(port: int) -> int | None:
     """The pid of the process holding the listening socket on ``port`` (for ``--url``)."""
     inodes: set[str] = set()
@@ -679,11 +692,17 @@ def measure_system(
         print(f"{name}: {phase} phase, {config.concurrency} clients {label}, {warmup + config.duration:.0f} s ...",
               file=sys.stderr, flush=True)
         before = scrape_stages(url) if name == "service" else {}
+        cpu_before = cpu_seconds(memory.pids())
         run = asyncio.run(
             drive(name, url, mix, config.concurrency, warmup + config.duration, config.seed + i, phase_rate or None)
         )
         summary[phase] = summarize(run, warmup)
         summary[phase]["rate"] = phase_rate or None
+        if memory.pid is not None:
+            # CPU time per message: what a message costs the service, whatever else the
+            # machine was doing (throughput on a shared 2-core machine moves with its load).
+            used = cpu_seconds(memory.pids()) - cpu_before
+            summary[phase]["cpu_ms_per_message"] = round(1000 * used / max(1, len(run.records)), 2)
         if before:
             summary[phase]["stage_means_ms"] = stage_means(before, scrape_stages(url))
         disclosures += run.disclosures
@@ -779,6 +798,8 @@ def print_report(report: dict[str, Any]) -> None:
             return "-"
         value: Any = run[phase]
         for k in keys:
+            if k not in value:
+                return "-"
             value = value[k]
         return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -794,6 +815,9 @@ def print_report(report: dict[str, Any]) -> None:
         ratio = ratios.get(f"{phase}_throughput")
         rows.append(("  throughput msg/s", cell(svc, phase, "throughput_msg_s"), cell(base, phase, "throughput_msg_s"),
                      f"{ratio:g}x higher" if ratio else ""))
+        ratio = ratios.get(f"{phase}_cpu_per_message")
+        rows.append(("  service CPU ms per message", cell(svc, phase, "cpu_ms_per_message"),
+                     cell(base, phase, "cpu_ms_per_message"), f"{ratio:g}x less" if ratio else ""))
         rows.append(("  messages (distinct texts)",
                      f"{cell(svc, phase, 'messages')} ({cell(svc, phase, 'distinct_texts')})",
                      f"{cell(base, phase, 'messages')} ({cell(base, phase, 'distinct_texts')})", ""))
@@ -964,6 +988,8 @@ def _finish(report: dict[str, Any]) -> None:
                 ratios[f"{phase}_throughput"] = round(s["throughput_msg_s"] / max(1e-9, b["throughput_msg_s"]), 2)
                 for q in ("p50", "p95", "p99"):
                     ratios[f"{phase}_latency_{q}"] = round(b["latency_ms"][q] / max(1e-9, s["latency_ms"][q]), 2)
+                if s.get("cpu_ms_per_message") and b.get("cpu_ms_per_message"):
+                    ratios[f"{phase}_cpu_per_message"] = round(b["cpu_ms_per_message"] / s["cpu_ms_per_message"], 2)
         report["ratios"] = ratios
     if cfg["soak"]:
         samples = svc["memory"].get("samples", [])

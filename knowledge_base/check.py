@@ -3,7 +3,10 @@
 It rejects articles with missing or invalid metadata, duplicate ids, ids that
 do not match the file name, broken links between articles, and text above the
 reading level set for the audience. ``aliases`` lists the ids of articles merged
-into this one, so old links and references keep resolving.
+into this one (front matter ``aliases: [old-id]``), so old citations, evaluation gold
+labels and ``KnowledgeIndex.resolve`` keep finding the survivor; the articles' own
+``related`` and ``kb:`` links must name the survivor, not an alias (the widget and the
+responder show only links to live ids).
 
 Reading level (a simple, documented measure): the text is split into sentences
 at ``.``, ``!``, ``?``, ``:`` and line breaks (so each list item is a sentence);
@@ -134,9 +137,17 @@ def check_directory(content_dir: Path) -> tuple[list[Article], list[Problem]]:
             if alias in seen:
                 problems.append(Problem(article.path.name, f"alias {alias!r} is also an article id or alias"))
             seen.setdefault(alias, article.path.name)
+    merged_into = {alias: article.id for article in articles for alias in article.aliases}
     for article in articles:
         for target in article.links():
-            if target not in seen:
+            if target in merged_into and target not in {a.id for a in articles}:
+                problems.append(
+                    Problem(
+                        article.path.name,
+                        f"link to merged article {target!r}: link to {merged_into[target]!r} instead",
+                    )
+                )
+            elif target not in seen:
                 problems.append(Problem(article.path.name, f"broken link to unknown article {target!r}"))
     if not articles and not problems:
         problems.append(Problem(str(content_dir), "no articles found"))

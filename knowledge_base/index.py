@@ -9,7 +9,8 @@ reciprocal rank fusion. Audience and age band filter both legs.
 Serving keeps everything a query touches in memory: the BM25 index, the chunk
 vectors (read once from Chroma, searched exactly with one matrix product, so no
 vector-store round trip per message) and an LRU cache of query embeddings keyed
-by the accent-restored text (the embedding is the costliest step of a message).
+by the accent-restored text in lower case (``query_cache_key``). The embedding is the
+costliest step of a message, so it is skipped when BM25 alone is decisive (``DENSE_SKIP``).
 
     KnowledgeBaseError
      ├── IndexNotReady      the index was never built or is stale
@@ -69,6 +70,16 @@ questions is nearly that question; the article's fused score gains up to ``bonus
 from the cosine to 1.0), so two or three section legs ranking a neighbour first cannot bury
 it. Chosen on DEV questions (no dev question lost) and checked on leave-one-out over the
 sample questions (unchanged)."""
+DENSE_SKIP = (10.0, 0.25, 0.15)
+"""(min_score, question_margin, section_margin): the dense legs (the query embedding, most of
+a message's retrieval time) are skipped when BM25 is decisive: both BM25 legs rank the same
+article first, its best sample-question score is at least ``min_score`` and leads the next
+article's by ``question_margin`` of itself, and its best section score leads the next by
+``section_margin``. Set on the DEV questions (evaluation/retrieval.py): 29% of them skip the
+embedding and dev R@1 and R@5 are unchanged in every writing style; neighbouring settings
+(margins 0.2-0.3 and 0.1-0.2) are unchanged too, while a section margin of 0 loses a dev
+question. ``min_score`` is above the default no-answer threshold (``min_bm25`` = 9), so a
+skipped query is never rejected for lacking a dense score."""
 PLATFORM_MISMATCH = 0.5
 """Fused-score factor for an article specific to other platforms than the ones the query
 names (an Instagram question is not answered by the Facebook settings article). Chosen on
@@ -88,6 +99,33 @@ def bm25_tokens(text: str) -> list[str]:
     folded = fold_accents(text).lower()
     sylls = [s for s in "".join(c if c.isalnum() else " " for c in folded).split() if s]
     return sylls + [f"{a}_{b}" for a, b in zip(sylls, sylls[1:], strict=False)]
+
+
+_CLOSING_PUNCTUATION = " \t\n.?!…,;:"
+
+
+def query_cache_key(text: str) -> str:
+    """The form of a dense query that the embedding cache keys on and embeds: lower case,
+    one space between words, no closing punctuation ("Làm sao chặn?" = "làm sao  chặn")."""
+    return " ".join(text.lower().split()).rstrip(_CLOSING_PUNCTUATION)
+
+
+def bm25_decisive(section: Sequence[Hit], question: Sequence[Hit]) -> bool:
+    """Whether the BM25 legs alone settle the first answer (``DENSE_SKIP``)."""
+    if not section or not question or section[0].article.id != question[0].article.id:
+        return False
+    min_score, question_margin, section_margin = DENSE_SKIP
+
+    def lead(hits: Sequence[Hit]) -> float:
+        first = hits[0].raw["bm25"]
+        second = hits[1].raw["bm25"] if len(hits) > 1 else 0.0
+        return (first - second) / first if first > 0 else 0.0
+
+    return (
+        question[0].raw["bm25"] >= min_score
+        and lead(question) >= question_margin
+        and lead(section) >= section_margin
+    )
 
 
 def article_platforms(article: Article) -> frozenset[str]:
@@ -199,6 +237,7 @@ class KnowledgeIndex:
         self._query_cache_lock = threading.Lock()
         self.query_cache_hits = 0
         self.query_cache_misses = 0
+        self.dense_skips = 0
 
     # -- storage -----------------------------------------------------------
     @property
@@ -428,18 +467,23 @@ class KnowledgeIndex:
 
     # -- search ------------------------------------------------------------
     def embed_query(self, text: str) -> np.ndarray:
-        """The query embedding of ``text``, from an LRU cache (many users ask the same things)."""
+        """The query embedding of ``text``, from an LRU cache (many users ask the same things).
+
+        The cache key is ``query_cache_key(text)`` and the embedded text is that key, so
+        messages that differ only in case, spacing or closing punctuation share one entry
+        and get the same vector whichever of them came first."""
+        key = query_cache_key(text)
         with self._query_cache_lock:
-            cached = self._query_cache.get(text)
+            cached = self._query_cache.get(key)
             if cached is not None:
-                self._query_cache.move_to_end(text)
+                self._query_cache.move_to_end(key)
                 self.query_cache_hits += 1
                 return cached
-        vector = np.asarray(self.embedder.embed_queries([text])[0], dtype=np.float32)
+        vector = np.asarray(self.embedder.embed_queries([key])[0], dtype=np.float32)
         vector.setflags(write=False)
         with self._query_cache_lock:
             self.query_cache_misses += 1
-            self._query_cache[text] = vector
+            self._query_cache[key] = vector
             if len(self._query_cache) > self._query_cache_size:
                 self._query_cache.popitem(last=False)
         return vector
@@ -537,20 +581,27 @@ class KnowledgeIndex:
         age_band: str | None = None,
         k: int = 5,
         depth: int = 20,
+        skip_dense: bool = True,
     ) -> list[Hit]:
         """Hybrid: four legs (BM25 and dense, over sections and over sample questions),
         fused by weighted reciprocal rank fusion; an article with a sample question nearly
         identical to the query gains a bonus (``NEAR_DUPLICATE``) and articles specific to
         another platform than the one the query names are scored down
         (``PLATFORM_MISMATCH``). ``raw`` keeps each article's best BM25 score and best
-        cosine similarity for the no-answer threshold."""
-        vector = self.embed_query(dense_query)
+        cosine similarity for the no-answer threshold. With ``skip_dense``, the dense legs
+        are left out when BM25 is decisive (``DENSE_SKIP``); ``dense_skips`` counts those."""
         legs = {
             "bm25_section": self.search_bm25(folded_query, audience, age_band, depth, "section"),
             "bm25_question": self.search_bm25(folded_query, audience, age_band, depth, "question"),
-            "dense_section": self.search_dense(vector, audience, age_band, depth, "section"),
-            "dense_question": self.search_dense(vector, audience, age_band, depth, "question"),
         }
+        if skip_dense and bm25_decisive(legs["bm25_section"], legs["bm25_question"]):
+            with self._query_cache_lock:
+                self.dense_skips += 1
+            legs["dense_section"] = legs["dense_question"] = []
+        else:
+            vector = self.embed_query(dense_query)
+            legs["dense_section"] = self.search_dense(vector, audience, age_band, depth, "section")
+            legs["dense_question"] = self.search_dense(vector, audience, age_band, depth, "question")
         fused: dict[str, Hit] = {}
         for leg, hits in legs.items():
             kind = leg.split("_", 1)[0]

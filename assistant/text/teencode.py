@@ -9,6 +9,9 @@ URLs, e-mail addresses, ``@handles`` or ``#hashtags``. Rules:
   tone-normalised token, so ``Ko``/``KO`` match; an all-capitals token of two or
   more letters (an acronym such as ``UK``, ``HS``) is expanded only when the
   whole message is written in capitals.
+* ``name`` entries are short names of apps and games (``fb``, ``zl``, ``lq``,
+  ``ff``): expanded like ``always`` and in capitals too (``chơi LQ``, ``acc FF``),
+  since users write them either way.
 * Single letters (``a e h j k r s v z``) and teen forms that are also real words
   (``hong``, ``bit``, ``ui``, ``hum``, ``pass``...) have a ``rule:NAME``: a
   function that looks at the neighbouring words of the same sentence and
@@ -214,7 +217,7 @@ def _fold(word: str) -> str:
 
 
 def _rule_k(ctx: _Context, default: str) -> str | None:
-    if ctx.prev_is_number:
+    if ctx.prev_is_number or ctx.prev in {"tram", "chuc"}:  # "mấy trăm k" = mấy trăm nghìn
         return "nghìn"
     if ctx.next in {"pop", "drama"} or ctx.prev in _LETTER_CONTEXT:
         return None
@@ -313,12 +316,16 @@ def _rule_r(ctx: _Context, default: str) -> str | None:
 
 
 _H_PREV: Final = frozenset(["bay", "may", "luc", "den", "tu", "toi", "khoang", "gan", "qua", "roi", "r", "ma"])
+_H_NEXT: Final = frozenset(["phai", "lam", "lm", "sao", "thi", "bao", "doi", "moi", "ms", "dang", "dg", "muon", "mun"])
 
 
 def _rule_h(ctx: _Context, default: str) -> str | None:
     if ctx.prev_is_number or ctx.prev in _H_PREV:
         return default
-    if ctx.sentence_start and (ctx.next in _PRONOUNS or ctx.next in {"phai", "lam", "lm", "sao", "thi"}):
+    if ctx.sentence_start and (ctx.next in _PRONOUNS or ctx.next in _H_NEXT):
+        return default
+    # Mid-sentence before a pronoun or a verb: "trên tiktok h e lm j", "r h bảo e đi gặp".
+    if _single_letter_ok(ctx) and (ctx.next in _PRONOUNS or ctx.next in _H_NEXT):
         return default
     return None
 
@@ -338,12 +345,25 @@ def _rule_v(ctx: _Context, default: str) -> str | None:
     return None
 
 
+_S_NEXT: Final = frozenset(
+    ["v", "z", "vay", "the", "lai", "ko", "k", "khong", "roi", "r", "ma", "day", "nhi", "ta", "ha", "ah", "a"]
+)
+_S_NEXT_ADDRESS: Final = frozenset(["admin", "ad", "moi", "mn", "ban", "bn", "anh", "chi", "cj", "oi"])
+_S_NOT_PREV: Final = frozenset(["size", "co", "loai", "hang", "so", "phong", "tang", "khu", "xe", "ao", "lop"])
+
+
 def _rule_s(ctx: _Context, default: str) -> str | None:
     if not _single_letter_ok(ctx) or ctx.prev_is_number:
         return None
-    if ctx.next in {"v", "z", "vay", "the", "lai", "ko", "k", "khong", "roi", "r", "ma"}:
+    if ctx.next in _S_NEXT:
         return default
     if ctx.prev in {"lam", "lm", "thi", "vi", "biet", "bit", "bt"}:
+        return default
+    # A question word closing the clause, alone or before the one asked ("chặn s ad",
+    # "đổi s mn", "giờ phải xoá s"); sizes and labels ("áo size s", "lớp s") are kept.
+    if ctx.prev is None or ctx.prev in _S_NOT_PREV or len(ctx.prev) < 2:
+        return None
+    if ctx.clause_end or ctx.next in _S_NEXT_ADDRESS:
         return default
     return None
 
@@ -508,6 +528,53 @@ def _rule_a(ctx: _Context, default: str) -> str | None:
     return None
 
 
+_FR_FRIEND_PREV: Final = frozenset(["ban", "add", "kb", "accept", "unfr", "huy"])
+_FR_FREE_PREV: Final = frozenset(
+    ["cuong", "kc", "skin", "robux", "tuong", "do", "acc", "khoan", "nitro", "vip", "quan", "the", "card", "qua", "game"]
+)
+
+
+def _rule_fr(ctx: _Context, default: str) -> str | None:
+    """``fr``: friend after "add"/"kết bạn" ("add fr"), free after a game item ("kc fr")."""
+    if ctx.prev in _FR_FRIEND_PREV or ctx.next in {"request", "req"}:
+        return default
+    if ctx.prev in _FR_FREE_PREV:
+        return "miễn phí"
+    return None
+
+
+def _rule_free(ctx: _Context, default: str) -> str | None:
+    """``free`` is "miễn phí" except in a name: Free Fire, free style."""
+    if ctx.next in {"style", "ship"} or (ctx.next or "").startswith("f") or ctx.prev in {"garena"}:
+        return None  # "free fire", "free fir", "free fre" (typos of the name)
+    return default
+
+
+def _rule_ph(ctx: _Context, default: str) -> str | None:
+    """``ph``: minutes after a number ("15 ph"), else phụ huynh; kept in "độ pH"."""
+    if ctx.prev_is_number:
+        return "phút"
+    if ctx.prev in {"do", "chi"} or ctx.next_is_number:
+        return None
+    return default
+
+
+_TK_CONTEXT: Final = frozenset(
+    [
+        "ngan", "hang", "bank", "khoa", "hack", "mat", "khau", "pass", "game", "facebook", "zalo",
+        "tiktok", "instagram", "lap", "tao", "nhap", "thue", "mua", "momo", "stk", "chuyen",
+        "fake", "gia", "lay", "doi", "nick", "dang",
+    ]
+)
+
+
+def _rule_tk(ctx: _Context, default: str) -> str | None:
+    """``tk``: tài khoản when an account word stands near ("khoá tk", "tk ngân hàng")."""
+    if ctx.prev in _TK_CONTEXT or ctx.next in _TK_CONTEXT:
+        return default
+    return None
+
+
 def _after_number(ctx: _Context, default: str) -> str | None:
     return default if ctx.prev_is_number else None
 
@@ -518,6 +585,7 @@ def _always(ctx: _Context, default: str) -> str | None:  # noqa: ARG001 - rule s
 
 _RULES: Final[Mapping[str, _Rule]] = {
     "always": _always,
+    "name": _always,
     "after_number": _after_number,
     "rule:a": _rule_a,
     "rule:bit": _rule_bit,
@@ -525,6 +593,8 @@ _RULES: Final[Mapping[str, _Rule]] = {
     "rule:bt": _rule_bt,
     "rule:ck": _rule_ck,
     "rule:e": _rule_e,
+    "rule:fr": _rule_fr,
+    "rule:free": _rule_free,
     "rule:h": _rule_h,
     "rule:hem": _rule_hem,
     "rule:hk": _rule_hk,
@@ -536,8 +606,10 @@ _RULES: Final[Mapping[str, _Rule]] = {
     "rule:mk": _rule_mk,
     "rule:nc": _rule_nc,
     "rule:pass": _rule_pass,
+    "rule:ph": _rule_ph,
     "rule:r": _rule_r,
     "rule:s": _rule_s,
+    "rule:tk": _rule_tk,
     "rule:tr": _rule_tr,
     "rule:ui": _rule_ui,
     "rule:v": _rule_v,
@@ -695,10 +767,12 @@ def _expand_entry(
     shouting: bool,
 ) -> str | None:
     word = tok.text
+    if text[tok.start - 1 : tok.start] in {"'", "’"}:
+        return None  # an English possessive or contraction: "Freddy's", "it's"
     if len(word) == 1:
         if word.isupper() and not (sentence_start or shouting):
             return None
-    elif word.isupper() and not shouting:
+    elif word.isupper() and not shouting and entry.condition != "name":
         return None
     table = load_teencode()
     nxt = _neighbour(tokens, i, 1, text, _CLAUSE_BREAK)
@@ -718,7 +792,14 @@ def _expand_entry(
         if other is not None and not other.protected:
             window.append(_fold(other.text))
     around = [_neighbour_far(tokens, i, step, text) for step in (-1, 1)]
-    singles = [n for n in around if n is not None and len(n.text) == 1 and n.text.isalpha()]
+    # Only Latin letters make a list: "ạ", "à", "ở" are words ("lm j ạ"), and so are the
+    # unaccented "o" (ở), "u" (ừ) and "y" (ý).
+    singles = [
+        n
+        for n in around
+        if n is not None and len(n.text) == 1 and n.text.isascii() and n.text.isalpha()
+        and n.text.lower() not in {"o", "u", "y"}
+    ]
     # Two single-letter neighbours form a list only when the letters run in
     # alphabetical order ("a b c") or are capitals; "cho e r h đòi" is teen code.
     letter_list = (
@@ -735,6 +816,8 @@ def _expand_entry(
         letter_list=letter_list,
     )
     result = _RULES[entry.condition](ctx, entry.expansion)
+    if result is not None and entry.condition == "name" and word.isupper() and not shouting:
+        return result  # "chơi LQ" -> "chơi liên quân", not "LIÊN QUÂN"
     return None if result is None else _apply_case(word, result)
 
 

@@ -187,6 +187,16 @@ def test_article_page_shows_the_article_its_sources_and_reviewed_date(client: An
             assert f'<a href="{rel}">' in html
 
 
+def test_a_merged_article_id_redirects_to_the_article_it_was_merged_into(client: Any, services: Any) -> None:
+    survivor = services.index.articles["a-nguoi-lon-tin-cay"]
+    assert "b-ke-voi-nguoi-lon-tin-cay" in survivor.aliases
+    r = client.get("/kb/b-ke-voi-nguoi-lon-tin-cay", follow_redirects=False)
+    assert r.status_code == 301
+    assert r.headers["location"] == "/kb/a-nguoi-lon-tin-cay"
+    page = client.get("/kb/b-ke-voi-nguoi-lon-tin-cay")
+    assert page.status_code == 200 and f"<h1>{survivor.title}</h1>" in page.text
+
+
 @pytest.mark.parametrize("article_id", ["khong-co-bai-nay", "A-UPPER", "a%3Cb%3E", "x" * 200])
 def test_unknown_article_is_a_kind_404_page(client: Any, article_id: str) -> None:
     r = client.get(f"/kb/{article_id}")

@@ -79,6 +79,7 @@ def test_short_run_writes_reports_and_checks_disclosures(
             assert run[phase]["messages"] > 0
             assert set(run[phase]["latency_ms"]) == {"p50", "p95", "p99", "max", "mean"}
             assert sum(run[phase]["latency_histogram_ms"]["counts"]) > 0
+            assert run[phase]["cpu_ms_per_message"] > 0
         assert run["memory"]["available"] and run["memory"]["peak_rss_mib"] > 50
         assert report["quality"][system]["n"] == 6
     d = report["disclosures"]
@@ -86,5 +87,21 @@ def test_short_run_writes_reports_and_checks_disclosures(
     assert d["reports_for_disclosures"] + len(d["missed"]) == d["disclosures_sent"]
     assert d["equal"] == (not d["missed"])
     assert d["reports_total"] == d["reports_for_disclosures"] + d["reports_from_other_messages"]
-    assert set(report["ratios"]) >= {"capacity_throughput", "steady_latency_p95"}
+    assert set(report["ratios"]) >= {"capacity_throughput", "steady_latency_p95", "capacity_cpu_per_message"}
+    assert "CPU ms per message" in printed
     assert "disclosures sent" in printed and "targets:" in printed and "peak RSS MiB" in printed
+
+
+def test_cpu_seconds_counts_this_process_and_ignores_missing_ones() -> None:
+    import os
+    import time
+
+    from evaluation.bench_chat import cpu_seconds
+
+    before = cpu_seconds([os.getpid()])
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    after = cpu_seconds([os.getpid()])
+    assert after - before >= 0.1
+    assert cpu_seconds([2**22 + 12345]) == 0.0  # no such process

@@ -83,3 +83,29 @@ def test_bundled_knowledge_base_passes_the_check() -> None:
 def test_alias_colliding_with_an_id_is_rejected(small_kb: Path) -> None:
     write_article(small_kb, "gop", "Bài gộp", "Một câu.\n", extra="aliases: [mat-khau]\n")
     assert any("alias 'mat-khau'" in p for p in problems_of(small_kb))
+
+
+def test_link_to_a_merged_article_names_the_survivor(small_kb: Path) -> None:
+    write_article(small_kb, "gop", "Bài gộp", "Một câu.\n", extra="aliases: [bai-cu]\n")
+    write_article(small_kb, "lien-ket", "Liên kết", "Đọc [bài cũ](kb:bai-cu).\n", related="[bai-cu]")
+    found = problems_of(small_kb)
+    assert sum("link to merged article 'bai-cu': link to 'gop' instead" in p for p in found) == 2
+    assert not any("unknown article" in p for p in found)
+
+
+@pytest.mark.parametrize(
+    ("old", "survivor"),
+    [
+        ("b-ke-voi-nguoi-lon-tin-cay", "a-nguoi-lon-tin-cay"),
+        ("b-khi-ban-be-ke-chuyen", "a-giup-ban-gap-chuyen-tren-mang"),
+        ("b-bao-cao-tren-ung-dung", "a-bao-cao-noi-dung-doc-hai"),
+        ("b-nguoi-la-tang-qua-game", "a-nguoi-la-tang-qua-nap-the"),
+        ("b-luu-bang-chung", "a-luu-bang-chung"),
+        ("a-khi-con-ke-bi-xam-hai", "b-khi-con-ke-bi-xam-hai"),
+    ],
+)
+def test_merged_articles_keep_their_old_ids_as_aliases(old: str, survivor: str) -> None:
+    articles, _ = check_directory(CONTENT_DIR)
+    by_id = {a.id: a for a in articles}
+    assert old not in by_id
+    assert old in by_id[survivor].aliases

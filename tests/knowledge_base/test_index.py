@@ -15,6 +15,12 @@ def make_index(tmp_path: Path, content: Path) -> KnowledgeIndex:
     return KnowledgeIndex(tmp_path / "index", FakeEmbedder(), content)
 
 
+def add_front_matter(path: Path, lines: str) -> None:
+    """Add front-matter ``lines`` (each ending in a newline) to the article at ``path``."""
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("version: 1\n", "version: 1\n" + lines, 1), encoding="utf-8")
+
+
 def test_bm25_tokens_are_folded_with_bigrams() -> None:
     assert bm25_tokens("Mật khẩu!") == ["mat", "khau", "mat_khau"]
 
@@ -136,16 +142,11 @@ def test_articles_for_another_platform_are_scored_down(tmp_path: Path) -> None:
 def test_a_near_duplicate_sample_question_gains_a_bonus(tmp_path: Path, small_kb: Path) -> None:
     from knowledge_base.index import NEAR_DUPLICATE
 
-    path = small_kb / "nguoi-la.md"
-    path.write_text(
-        path.read_text(encoding="utf-8").replace(
-            "version: 1\n", 'version: 1\nquestions:\n  - "mat khau cua em bi lo thi sao"\n', 1
-        ),
-        encoding="utf-8",
-    )
+    add_front_matter(small_kb / "nguoi-la.md", 'questions:\n  - "mat khau cua em bi lo thi sao"\n')
     index = make_index(tmp_path, small_kb)
     index.ingest()
-    hits = {h.article.id: h for h in index.search("mat khau cua em bi lo thi sao", "mat khau cua em bi lo thi sao")}
+    query = "mat khau cua em bi lo thi sao"
+    hits = {h.article.id: h for h in index.search(query, query, skip_dense=False)}
     hit = hits["nguoi-la"]
     assert hit.raw["dense"] == pytest.approx(1.0)
     rrf_part = sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in hit.ranks.items())
@@ -154,3 +155,50 @@ def test_a_near_duplicate_sample_question_gains_a_bonus(tmp_path: Path, small_kb
     assert other.score == pytest.approx(
         sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in other.ranks.items())
     )
+
+
+def test_resolve_follows_the_aliases_of_merged_articles(tmp_path: Path, small_kb: Path) -> None:
+    add_front_matter(small_kb / "mat-khau.md", "aliases: [mat-khau-cu]\n")
+    index = make_index(tmp_path, small_kb)
+    index.ingest()
+    assert index.resolve("mat-khau").id == "mat-khau"  # type: ignore[union-attr]
+    assert index.resolve("mat-khau-cu").id == "mat-khau"  # type: ignore[union-attr]
+    assert index.resolve("khong-co") is None
+
+
+def test_query_cache_shares_an_entry_across_case_spacing_and_punctuation(tmp_path: Path, small_kb: Path) -> None:
+    from knowledge_base.index import query_cache_key
+
+    assert query_cache_key("  Làm sao  CHẶN người lạ?! ") == "làm sao chặn người lạ"
+    index = make_index(tmp_path, small_kb)
+    index.ingest()
+    first = index.embed_query("Làm sao chặn người lạ?")
+    second = index.embed_query("làm sao  chặn người lạ")
+    assert second is first
+    assert (index.query_cache_misses, index.query_cache_hits) == (1, 1)
+
+
+def test_dense_legs_are_skipped_only_when_bm25_is_decisive(tmp_path: Path, small_kb: Path) -> None:
+    from knowledge_base.index import DENSE_SKIP
+
+    add_front_matter(small_kb / "mat-khau.md", 'questions:\n  - "dat mat khau manh dai bao nhieu ky tu"\n')
+    index = make_index(tmp_path, small_kb)
+    index.ingest()
+    query = "dat mat khau manh dai bao nhieu ky tu"
+    section = index.search_bm25(query, kind="section")
+    question = index.search_bm25(query, kind="question")
+    assert section[0].article.id == question[0].article.id == "mat-khau"
+    assert question[0].raw["bm25"] >= DENSE_SKIP[0]
+
+    hits = index.search(query, query)
+    assert hits[0].article.id == "mat-khau"
+    assert set(hits[0].ranks) == {"bm25_section", "bm25_question"}
+    assert index.dense_skips == 1 and index.query_cache_misses == 0
+
+    full = index.search(query, query, skip_dense=False)
+    assert full[0].article.id == "mat-khau"
+    assert {"dense_section", "dense_question"} <= set(full[0].ranks)
+    assert index.dense_skips == 1 and index.query_cache_misses == 1
+
+    index.search("bat xac thuc", "bật xác thực")  # no sample question matches: not decisive
+    assert index.dense_skips == 1

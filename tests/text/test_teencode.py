@@ -222,3 +222,57 @@ def test_runs_of_teen_letters_are_not_a_letter_list() -> None:
 )
 def test_game_and_school_abbreviations(text: str, expected: str) -> None:
     assert expand_teencode(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("chặn s", "chặn sao"),  # a question word closing the clause
+        ("discord co ng la add fr hoai, chan s ad", "discord co người la kết bạn bạn hoai, chan sao admin"),
+        ("giờ phải xoá s mn", "giờ phải xoá sao mọi người"),
+        ("e thua mấy trăm k r", "em thua mấy trăm nghìn rồi"),
+        ("kc fr ko", "kim cương miễn phí không"),
+        ("có tool hack robux free ko", "có tool hack robux miễn phí không"),
+        ("ph nên lm gì", "phụ huynh nên làm gì"),
+        ("15 ph nữa", "15 phút nữa"),
+        ("khoá tk fb", "khoá tài khoản facebook"),
+        ("bị cmt xấu trên tiktok h e lm j", "bị bình luận xấu trên tiktok giờ em làm gì"),
+        ("giờ phải lm j ạ", "giờ phải làm gì ạ"),  # "ạ" is a word, not a letter of a list
+        ("e report r", "em báo cáo rồi"),
+        ("có phải scam ko", "có phải lừa đảo không"),
+        ("để acc private", "để tài khoản riêng tư"),
+        ("cho thuê cccd", "cho thuê căn cước công dân"),
+    ],
+)
+def test_clause_final_questions_game_words_and_loanwords(text: str, expected: str) -> None:
+    assert expand_teencode(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "áo size s",
+        "lớp s",
+        "chữ s",
+        "chơi free fire",  # a name, not "miễn phí"
+        "độ pH",
+        "tk kia",  # no account word near: kept
+        "fr",
+        "chữ h",
+    ],
+)
+def test_new_rules_keep_unsafe_contexts(text: str) -> None:
+    assert expand_teencode(text) == text
+
+
+def test_app_and_game_names_expand_in_capitals_too() -> None:
+    assert expand_teencode("ib vs ng lạ trong LQ") == "nhắn riêng với người lạ trong liên quân"
+    assert expand_teencode("acc FF bị hack") == "tài khoản free fire bị hack"
+    assert expand_teencode("FB e bị khoá") == "facebook em bị khoá"
+    assert expand_teencode("ACC FF BỊ HACK") == "TÀI KHOẢN FREE FIRE BỊ HACK"
+    assert expand_teencode("HS lớp 9 và UK") == "HS lớp 9 và UK"  # other acronyms are kept
+
+
+def test_english_possessives_and_name_typos_are_kept() -> None:
+    assert expand_teencode("game Five Nights at Freddy's, sợ quá") == "game Five Nights at Freddy's, sợ quá"
+    assert expand_teencode("chơi free fir cả ngày") == "chơi free fir cả ngày"
