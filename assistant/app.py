@@ -66,9 +66,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
-        # Blocking endpoints run in this many threads at once (anyio's default is 40):
-        # the CPU-bound pipeline gains nothing from more threads than cores beyond a
-        # few, and many threads contending for the GIL slow every request down.
+        # Blocking endpoints (the chat pipeline, database work) run in at most this many
+        # threads at once; anyio's default is 40. Under overload, fewer threads queue
+        # requests in order instead of letting some of them wait far longer than others.
         to_thread.current_default_thread_limiter().total_tokens = settings.server.request_threads
         app.state.services = services or build_services(settings, prepare=prepare)
         if app.state.services.channels is not None:

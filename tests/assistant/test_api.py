@@ -140,3 +140,17 @@ def test_an_unexpected_error_is_a_json_500_with_111(app: Any, services: Any, mon
     error = r.json()["error"]
     assert error["code"] == "internal_error" and "111" in error["message"]
     assert "simulated failure" not in r.text  # no internals leak to the client
+
+
+def test_request_threads_setting_bounds_the_blocking_handlers(services: Any) -> None:
+    from anyio import to_thread
+    from fastapi.testclient import TestClient
+
+    from assistant.app import create_app
+
+    base = services.settings
+    settings = base.model_copy(update={"server": base.server.model_copy(update={"request_threads": 7})})
+    with TestClient(create_app(settings, services=services)) as c:
+        assert c.portal is not None
+        assert c.portal.call(lambda: to_thread.current_default_thread_limiter().total_tokens) == 7
+        assert c.post("/api/v1/chat", json={"text": "chào bạn", "audience": "child"}).status_code == 200
