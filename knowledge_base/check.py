@@ -137,10 +137,11 @@ def check_directory(content_dir: Path) -> tuple[list[Article], list[Problem]]:
             if alias in seen:
                 problems.append(Problem(article.path.name, f"alias {alias!r} is also an article id or alias"))
             seen.setdefault(alias, article.path.name)
+    ids = {article.id for article in articles}
     merged_into = {alias: article.id for article in articles for alias in article.aliases}
     for article in articles:
         for target in article.links():
-            if target in merged_into and target not in {a.id for a in articles}:
+            if target in merged_into and target not in ids:
                 problems.append(
                     Problem(
                         article.path.name,
