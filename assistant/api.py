@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from assistant.conversations import Consent
 from assistant.errors import InputError, MessageTooLong
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a plain attribute read, not worth a trip to the thread pool.
     services: Services = request.app.state.services
     return services
 
@@ -104,7 +106,10 @@ class ErrorResponse(BaseModel):
     },
     tags=["chat"],
 )
-def chat(body: ChatRequest, services: ServicesDep) -> ChatResponse:
+async def chat(body: ChatRequest, services: ServicesDep) -> ChatResponse:
+    # The turn (pipeline and database) blocks, so it runs in the thread pool; the
+    # checks before it and the response after it stay on the event loop, which
+    # spares two more thread hops per message.
     limit = services.settings.chat.max_message_chars
     text = body.text.strip()
     if len(text) > limit:
@@ -129,7 +134,8 @@ def chat(body: ChatRequest, services: ServicesDep) -> ChatResponse:
         if body.consent is not None and body.conversation_id is None
         else None
     )
-    result = services.chat.handle(
+    result = await run_in_threadpool(
+        services.chat.handle,
         text=text,
         audience=body.audience,
         channel=body.channel,

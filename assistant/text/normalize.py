@@ -126,12 +126,31 @@ def normalize_tone_marks(text: str) -> str:
     return _WORD_RE.sub(lambda m: _retone_word(m.group(0)), text)
 
 
+class _FoldTable(dict[int, str]):
+    """``str.translate`` table of :func:`fold_accents`, filled one character at a time.
+
+    A character maps to its canonical decomposition without combining marks, so
+    translating and then composing (NFC) gives exactly what decomposing the whole
+    text, dropping its combining marks and composing gives: decomposition works
+    character by character, and only combining marks are ever reordered.
+    """
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        folded = "".join(c for c in unicodedata.normalize("NFD", ch) if not unicodedata.combining(c))
+        self[code] = folded
+        return folded
+
+
+_FOLD: Final = _FoldTable({ord("đ"): "d", ord("Đ"): "D"})
+
+
 def fold_accents(text: str) -> str:
     """Remove every diacritic (tone and vowel marks); ``đ``→``d``, ``Đ``→``D``."""
-    text = text.replace("đ", "d").replace("Đ", "D")
-    decomposed = unicodedata.normalize("NFD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return unicodedata.normalize("NFC", stripped)
+    # Called for every word by the text layer: one translate (a few µs) instead
+    # of a Python loop over the decomposed characters.
+    folded = text.translate(_FOLD)
+    return folded if folded.isascii() else unicodedata.normalize("NFC", folded)
 
 
 def has_diacritics(text: str) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -111,6 +112,60 @@ def test_health_ready_metrics_and_docs(client: Any) -> None:
 def test_request_id_is_echoed(client: Any) -> None:
     r = client.get("/healthz", headers={"x-request-id": "abc123"})
     assert r.headers["x-request-id"] == "abc123"
+
+
+def test_every_answer_carries_a_request_id_even_an_error(client: Any) -> None:
+    generated = client.get("/healthz").headers["x-request-id"]
+    assert len(generated) == 32 and int(generated, 16) >= 0
+    assert client.get("/healthz").headers["x-request-id"] != generated
+    too_large = client.post("/api/v1/chat", content=b"x" * 70_000, headers={"x-request-id": "big-1"})
+    assert too_large.status_code == 413 and too_large.headers["x-request-id"] == "big-1"
+    unknown = client.post(
+        "/api/v1/chat",
+        json={"conversation_id": "0" * 32, "text": "chào", "audience": "child"},
+        headers={"x-request-id": "lost-1"},
+    )
+    assert unknown.status_code == 404 and unknown.headers["x-request-id"] == "lost-1"
+    assert client.get("/healthz", headers={"x-request-id": "z" * 100}).headers["x-request-id"] == "z" * 64
+
+
+def test_the_chat_turn_logs_under_the_request_id(client: Any) -> None:
+    """The turn runs in a worker thread: the request id must follow it there."""
+    from assistant.logs import RequestIdFilter
+
+    seen: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(getattr(record, "request_id", "?"))
+
+    handler = Capture(level=logging.INFO)
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("assistant.conversations")
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        r = client.post("/api/v1/chat", json={"text": "chào bạn", "audience": "child"},
+                        headers={"x-request-id": "turn-42"})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert r.status_code == 200
+    assert seen and set(seen) == {"turn-42"}
+
+
+def test_requests_are_measured_by_route_and_status(client: Any) -> None:
+    client.post("/api/v1/chat", json={"text": "chào bạn", "audience": "child"})
+    client.post("/api/v1/chat", content=b"x" * 70_000)
+    client.get("/khong-co-trang-nay")
+    text = client.get("/metrics").text
+    for labels in (
+        'method="POST",route="/api/v1/chat",status="200"',
+        'method="POST",route="unmatched",status="413"',
+        'method="GET",route="unmatched",status="404"',
+    ):
+        assert any(line.startswith("assistant_http_request") and labels in line for line in text.splitlines()), labels
 
 
 @pytest.mark.parametrize("text", ["công thức làm bánh flan", "thu do cua nuoc phap la gi"])

@@ -93,6 +93,7 @@ def disclose(esc_db: Database, esc: EscalationService) -> Disclose:
                                     needs_followup=False)
                 s.add(conv)
                 s.flush()
+            conv.risk_severity = max(conv.risk_severity, risk.severity)  # as ChatService does before its hooks
             msg = Message(conversation_id=conv.id, role="user", channel=channel, audience=audience, text=text,
                           severity=risk.severity, categories=risk.categories)
             s.add(msg)

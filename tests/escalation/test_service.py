@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from assistant.db import Conversation, Database, Message
 from assistant.db.models import utcnow
+from assistant.risk.base import RiskAssessment
 from escalation.models import AuditEntry, OutboxMessage, TipReportRow
 from escalation.schemas import TipReport
 from escalation.service import EscalationService
@@ -156,3 +157,42 @@ def test_not_safe_in_the_disclosure_itself_makes_the_report_urgent(disclose: Dis
         row = s.get(TipReportRow, report_id)
         assert row is not None and row.urgent and row.content["child"]["safe_now"] is False
     assert ("alert", "alert.urgent_report", "on_call") in outbox(esc_db, report_id)
+
+
+def test_turns_of_a_conversation_that_never_escalated_skip_the_report_lookup(
+    esc_db: Database, esc: EscalationService
+) -> None:
+    """Most turns never escalate: the hook then runs no query. Once a conversation
+    has escalated, every later turn looks up its open report (answers like "em
+    không an toàn" are recorded there)."""
+
+    def turn(conversation_id: str | None, text: str, risk: RiskAssessment) -> tuple[str, list[str]]:
+        statements: list[str] = []
+
+        def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            statements.append(statement)
+
+        with esc_db.session() as s:
+            conv = s.get(Conversation, conversation_id) if conversation_id else None
+            if conv is None:
+                conv = Conversation(channel="web", audience="child", risk_severity=0, risk_state={},
+                                    needs_followup=False)
+                s.add(conv)
+            conv.risk_severity = max(conv.risk_severity, risk.severity)
+            msg = Message(conversation=conv, role="user", channel="web", audience="child", text=text,
+                          severity=risk.severity, categories=risk.categories)
+            s.add(msg)
+            s.flush()
+            sa.event.listen(esc_db.engine, "before_cursor_execute", record)
+            try:
+                esc.on_turn(s, conv, msg, risk)
+            finally:
+                sa.event.remove(esc_db.engine, "before_cursor_execute", record)
+            return conv.id, statements
+
+    conv, quiet = turn(None, "bạn trong lớp chửi em trên mạng", assessment(2, "cyberbullying"))
+    assert quiet == []
+    _, disclosed = turn(conv, "chú sờ em", assessment(3, "sexual_abuse"))
+    assert any("INSERT INTO tip_report" in s for s in disclosed)
+    _, later = turn(conv, "ok cảm ơn", assessment(0, "none"))
+    assert any("FROM tip_report" in s for s in later), later

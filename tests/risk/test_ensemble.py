@@ -98,6 +98,21 @@ def test_fused_heads_score_exactly_like_scikit_learn(services: Any) -> None:
             assert row["categories"][category] == pytest.approx(clf.predict_proba(x[i])[0, 1], abs=1e-5)
 
 
+def test_fast_tfidf_gives_exactly_the_vectors_scikit_learn_gives(services: Any) -> None:
+    from scipy import sparse
+
+    from assistant.risk.model import tfidf_transform
+
+    model = services.classifier.model.model
+    texts = ["em không muốn sống nữa", "", "cach trong rau muong 🌱", "ông ấy bảo em giữ bí mật nhé", "a b c d e " * 40]
+    for vec in (model.char_vec, model.word_vec):
+        fast = tfidf_transform(vec, texts)
+        slow = sparse.csr_matrix(vec.transform(texts))
+        assert fast.shape == slow.shape and fast.dtype == slow.dtype
+        assert (fast != slow).nnz == 0
+        assert fast.nnz > 0
+
+
 def test_a_weak_rule_the_model_overrules_still_flags_for_follow_up(services: Any) -> None:
     """A weak rule hit that the stacked head does not confirm is kept at severity 2
     with the rule's reason (counselor follow-up), never dropped; a confirmed one

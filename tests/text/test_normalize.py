@@ -5,9 +5,15 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assistant.text import fold_accents, has_diacritics, nfc, normalize_tone_marks
 from assistant.text.normalize import is_vietnamese_syllable
+
+_FOLD_ALPHABET = list(
+    "aăâeêioôơuưyđĐ AĂÂÊÔƠƯ\u0301\u0300\u0309\u0303\u0323\u0306\u0302\u031bÅçñœﬁ①²한\u1100\u1161\u11a8"
+)
 
 
 def nfd(text: str) -> str:
@@ -120,6 +126,15 @@ class TestFoldAccents:
     def test_length_is_preserved(self) -> None:
         text = "Thuỷ đừng sợ, hãy gọi 111."
         assert len(fold_accents(text)) == len(text)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(alphabet=st.sampled_from(_FOLD_ALPHABET), max_size=16) | st.text(max_size=16))
+    def test_equals_decompose_strip_compose(self, text: str) -> None:
+        """The translate table is exactly the textbook definition, on any text (NFD input,
+        stray combining marks, Hangul jamo that compose, ...)."""
+        decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+        stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+        assert fold_accents(text) == unicodedata.normalize("NFC", stripped)
 
 
 class TestHasDiacritics:
