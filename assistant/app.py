@@ -26,7 +26,7 @@ from assistant.console import router as console_router
 from assistant.errors import AssistantError
 from assistant.logs import configure_logging, request_id_var
 from assistant.privacy.routes import router as privacy_router
-from assistant.ratelimit import RateLimitMiddleware, limiter_for
+from assistant.ratelimit import MAX_BODY_BYTES, RateLimitMiddleware, limiter_for, send_json, too_large_body
 from assistant.services import Services, build_services
 from assistant.settings import Settings
 from assistant.web import router as web_router
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 
 
 def _error(status: int, code: str, vi: str, en: str) -> JSONResponse:
@@ -81,13 +80,7 @@ class RequestContextMiddleware:
         try:
             length = headers.get("content-length")
             if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-                response = _error(
-                    413,
-                    "payload_too_large",
-                    "Tin nhắn quá dài. Em hãy viết ngắn hơn nhé.",
-                    f"Request body larger than {MAX_BODY_BYTES} bytes.",
-                )
-                await response(scope, receive, send_with_id)
+                await send_json(send_with_id, 413, too_large_body())
             else:
                 await self.app(scope, receive, send_with_id)
             app = scope.get("app")

@@ -226,7 +226,7 @@ class RateLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                await _send_json(send, 413, _too_large())
+                await send_json(send, 413, too_large_body())
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -239,7 +239,7 @@ class RateLimitMiddleware:
             services = getattr(scope["app"].state, "services", None) if "app" in scope else None
             if services is not None:
                 services.metrics.rejected.labels("rate_limited").inc()
-            await _send_json(
+            await send_json(
                 send,
                 429,
                 rate_limited_body(audience, decision.retry_after),
@@ -275,7 +275,8 @@ def _peek(body: bytes) -> tuple[str | None, str]:
     )
 
 
-def _too_large() -> dict[str, Any]:
+def too_large_body() -> dict[str, Any]:
+    """The 413 answer for a body over ``MAX_BODY_BYTES`` (here and in the request middleware)."""
     return {
         "error": {
             "code": "payload_too_large",
@@ -285,7 +286,7 @@ def _too_large() -> dict[str, Any]:
     }
 
 
-async def _send_json(
+async def send_json(
     send: Send, status: int, content: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     payload = json.dumps(content, ensure_ascii=False).encode()
