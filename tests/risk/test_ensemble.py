@@ -77,15 +77,15 @@ def test_fused_heads_score_exactly_like_scikit_learn(services: Any) -> None:
     """The one-matrix scoring path gives the probabilities scikit-learn gives."""
     import numpy as np
 
-    from assistant.risk.model import risk_text
+    from assistant.risk.model import risk_inputs
 
     model = services.classifier.model.model
     normalize = services.pipeline.stage("normalize").normalize
     messages = [normalize(t) for t in ("em không muốn sống nữa", "cách trồng rau muống", "nó dọa tung ảnh của e")]
     rule_x = [services.classifier.rules.features(m.folded) for m in messages]
-    texts = [risk_text(m) for m in messages]
-    fused = model.predict(texts, rule_x)
-    x = model.features(texts)
+    inputs = [risk_inputs(m) for m in messages]
+    fused = model.predict(inputs, rule_x)
+    x = model.features(inputs)
     expected_esc = model.escalate_clf.predict_proba(x)[:, 1]
     expected_imm = model.imminent_clf.predict_proba(x)[:, 1]
     z = np.column_stack([model.base_clf.decision_function(x), np.asarray(rule_x)])
@@ -105,7 +105,7 @@ def test_fast_tfidf_gives_exactly_the_vectors_scikit_learn_gives(services: Any) 
 
     model = services.classifier.model.model
     texts = ["em không muốn sống nữa", "", "cach trong rau muong 🌱", "ông ấy bảo em giữ bí mật nhé", "a b c d e " * 40]
-    for vec in (model.char_vec, model.word_vec):
+    for vec in (model.char_vec, model.word_vec, model.fold_vec):
         fast = tfidf_transform(vec, texts)
         slow = sparse.csr_matrix(vec.transform(texts))
         assert fast.shape == slow.shape and fast.dtype == slow.dtype
