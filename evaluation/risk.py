@@ -1,7 +1,9 @@
 """Risk evaluation: ``python -m assistant eval risk``.
 
 On the HELD-OUT split only (never used for training or tuning), side by side
-for the plain keyword baseline, rules only, model only and the ensemble:
+for the plain keyword baseline, rules only, model only and the ensemble, and,
+when a risk transformer is trained (``risk train-transformer``), the transformer
+alone and the ensemble with it as second opinion (the service's classifier then):
 escalation recall and precision (overall and per writing style), the false
 escalation rate on hard negatives, severity-4 recall, per-category precision /
 recall / F1 of the primary category, a confusion matrix (PNG), multi-turn
@@ -44,12 +46,20 @@ def classifiers(services: Any) -> dict[str, RiskClassifier]:
     ensemble = services.classifier
     if not isinstance(ensemble, EnsembleRiskClassifier):
         raise RuntimeError("eval risk needs the ensemble classifier (risk.classifier=ensemble)")
-    return {
+    systems: dict[str, RiskClassifier] = {
         "keyword_baseline": KeywordRiskClassifier(),
         "rules": RulesRiskClassifier(),
         "model": ModelRiskClassifier(ensemble.model.model),
-        "ensemble": ensemble,
+        "ensemble": EnsembleRiskClassifier(ensemble.rules, ensemble.model),
     }
+    if ensemble.second_opinion is not None:
+        # A trained transformer is present (risk.second_opinion=auto): it alone, then
+        # the ensemble with it as second opinion, beside the ensemble without it.
+        transformer = ensemble.second_opinion[0]
+        transformer.category_model = transformer.category_model or ensemble.model
+        systems["transformer"] = transformer
+        systems["ensemble+transformer"] = ensemble
+    return systems
 
 
 def message_metrics(rows: Sequence[dict[str, Any]], preds: Sequence[RiskAssessment]) -> dict[str, Any]:
@@ -167,10 +177,10 @@ def evaluate(services: Any, write: bool = True) -> dict[str, Any]:
             "p50": round(float(np.percentile(latencies, 50)), 3),
             "p95": round(float(np.percentile(latencies, 95)), 3),
         }
-        metrics["conversations"] = conversation_metrics(convs, clf, normalize, name == "ensemble")
+        metrics["conversations"] = conversation_metrics(convs, clf, normalize, name.startswith("ensemble"))
         report["systems"][name] = metrics
-        if name == "ensemble":
-            confusion_preds = preds
+        if name.startswith("ensemble"):
+            confusion_preds = preds  # the service's classifier: the last ensemble
     if write:
         REPORTS_DIR.mkdir(parents=True, exist_ok=True)
         (REPORTS_DIR / "risk.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
@@ -208,7 +218,7 @@ def plot_confusion(rows: Sequence[dict[str, Any]], preds: Sequence[RiskAssessmen
 def print_report(report: dict[str, Any]) -> None:
     print(f"held-out: {report['heldout_messages']} messages, {report['heldout_conversations']} conversations; "
           f"normalisation {report['normalize_ms_per_message']} ms/message")
-    header = f"{'system':18s}{'rec':>7s}{'prec':>7s}" + "".join(f"{s[:7]:>8s}" for s in STYLES) + \
+    header = f"{'system':22s}{'rec':>7s}{'prec':>7s}" + "".join(f"{s[:7]:>8s}" for s in STYLES) + \
         f"{'FE-hard':>9s}{'FE-all':>8s}{'sev4':>7s}{'conv':>7s}{'groom':>7s}{'FE-conv':>8s}{'p50ms':>7s}{'p95ms':>7s}"
     print(header)
     for name, m in report["systems"].items():
@@ -216,7 +226,7 @@ def print_report(report: dict[str, Any]) -> None:
         styles = "".join(f"{(e.get(s) or {}).get('recall') or 0:>8.3f}" for s in STYLES)
         conv = m["conversations"]
         groom = conv["by_pattern"].get("grooming", {}).get("escalated_when_should") or 0
-        print(f"{name:18s}{e['all']['recall']:>7.3f}{e['all']['precision']:>7.3f}{styles}"
+        print(f"{name:22s}{e['all']['recall']:>7.3f}{e['all']['precision']:>7.3f}{styles}"
               f"{m['false_escalation_hard_negatives']['rate']:>9.3f}{m['false_escalation_all_negatives']['rate']:>8.3f}"
               f"{m['severity4']['recall_at_4'] or 0:>7.3f}{conv['escalation_recall'] or 0:>7.3f}{groom:>7.3f}"
               f"{conv['false_escalation'] or 0:>8.3f}{m['latency_ms']['p50']:>7.2f}{m['latency_ms']['p95']:>7.2f}")
@@ -228,6 +238,7 @@ def print_report(report: dict[str, Any]) -> None:
             for batch, v in m.get("by_batch", {}).items()
         ]
         print(f"  {name:18s}" + "   ".join(parts))
-    print("\nper category (ensemble): precision / recall / F1 (support)")
-    for cat, v in report["systems"]["ensemble"]["per_category"].items():
+    service = list(report["systems"])[-1]
+    print(f"\nper category ({service}): precision / recall / F1 (support)")
+    for cat, v in report["systems"][service]["per_category"].items():
         print(f"  {cat:22s} {v['precision'] or 0:.3f} / {v['recall'] or 0:.3f} / {v['f1']:.3f} ({v['support']})")

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from assistant.risk.taxonomy import CATEGORIES, escalates
@@ -20,6 +22,17 @@ class RiskError(Exception):
 
 class ModelNotTrained(RiskError):
     pass
+
+
+def read_sidecar(path: Path, expected_format: int, what: str) -> dict[str, Any]:
+    """The JSON file beside a trained artifact (``what`` names the artifact in errors),
+    refused with ``ModelNotTrained`` when missing or of another format."""
+    if not path.exists():
+        raise ModelNotTrained(f"{path} is missing: not a {what}")
+    data: dict[str, Any] = json.loads(path.read_text())
+    if data.get("format") != expected_format:
+        raise ModelNotTrained(f"{path} has format {data.get('format')}, expected {expected_format}")
+    return data
 
 
 @dataclass(frozen=True)

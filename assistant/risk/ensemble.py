@@ -10,6 +10,11 @@ stacked head overrules keeps the message at severity 2 (counselor follow-up),
 so nothing a rule noticed is dropped. Severity 4 needs an imminence signal
 from the rules or the model's imminent head.
 
+With a second opinion (:mod:`assistant.risk.second_opinion`: the fine-tuned
+transformer and a combiner fitted on the train split), a message whose stacked
+score reaches the gate is judged by the combined score of both models instead of
+the stacked score alone; below the gate nothing changes.
+
 Over the conversation, the severity is the maximum of the earlier turns and
 the current one (never lowered), grooming cues accumulate across turns, and
 an announced disclosure lowers the escalation threshold for what follows.
@@ -26,6 +31,7 @@ from assistant.risk.base import RiskAssessment
 from assistant.risk.context import ANNOUNCEMENT, conversation_signals
 from assistant.risk.model import ModelRiskClassifier
 from assistant.risk.rules import RuleHit, RulesRiskClassifier
+from assistant.risk.second_opinion import SecondOpinion
 from assistant.risk.taxonomy import HIGH_CATEGORIES
 from assistant.text import NormalizedText
 
@@ -38,10 +44,15 @@ class EnsembleRiskClassifier:
         rules: RulesRiskClassifier,
         model: ModelRiskClassifier,
         cache_size: int = 4096,
+        second_opinion: tuple[Any, SecondOpinion] | None = None,
     ) -> None:
         self.rules = rules
         self.model = model
+        self.second_opinion = second_opinion
+        """(a ``TransformerRiskClassifier``, its fitted :class:`SecondOpinion`), or None."""
         self.model_version = f"ensemble-1+{rules.model_version}+{model.model_version}"
+        if second_opinion is not None:
+            self.model_version += f"+{second_opinion[0].model_version}"
         self._cache: OrderedDict[str, tuple[list[RuleHit], RiskAssessment, dict[str, Any]]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = Lock()
@@ -63,6 +74,23 @@ class EnsembleRiskClassifier:
                 self._cache.popitem(last=False)
         return parts
 
+    def _escalation_score(
+        self, message: NormalizedText, scores: dict[str, Any], threshold_factor: float
+    ) -> tuple[float, float, str]:
+        """(score, threshold, reason) that decide escalation when no strong rule did:
+        the stacked head's, or above the gate the combined score of the second opinion."""
+        p_stack: float = scores["p_stack"]
+        if self.second_opinion is None:
+            return p_stack, self.model.model.threshold_stack * threshold_factor, f"{p_stack:.2f}"
+        transformer, opinion = self.second_opinion
+        if p_stack < opinion.gate * threshold_factor:
+            return 0.0, 1.0, f"{p_stack:.2f}"
+        p_second = scores.get("p_second")
+        if p_second is None:  # asked once per distinct message (the parts are cached)
+            p_second = scores["p_second"] = float(transformer.escalate_probabilities([message])[0])
+        combined = opinion.combine(p_stack, p_second)
+        return combined, opinion.threshold * threshold_factor, f"{combined:.2f} (TF-IDF {p_stack:.2f}, transformer {p_second:.2f})"
+
     def message_level(self, message: NormalizedText, threshold_factor: float = 1.0) -> RiskAssessment:
         rule_hits, rules, scores = self._parts(message)
         model = self.model.model
@@ -70,21 +98,20 @@ class EnsembleRiskClassifier:
         for category, score in rules.categories.items():
             cats[category] = max(cats.get(category, 0.0), score)
         signals = list(rules.signals)
-        p_stack, p_imm = scores["p_stack"], scores["p_imminent"]
-        threshold = model.threshold_stack * threshold_factor
+        p_imm = scores["p_imminent"]
         strong = any(hit.rule.strong and hit.severity >= 3 for hit in rule_hits)
         imminent = rules.severity >= 4 or p_imm >= model.threshold_imminent
         if rules.severity >= 3 and strong:
             severity = 4 if imminent else 3
             primary = rules.primary
-        elif p_stack >= threshold:
+        elif (decision := self._escalation_score(message, scores, threshold_factor))[0] >= decision[1]:
             severity = 4 if imminent else 3
             if rules.severity >= 3:
                 primary = rules.primary
             else:
                 high = {c: v for c, v in cats.items() if c in HIGH_CATEGORIES}
                 primary = max(high, key=lambda c: high[c]) if high else "violence"
-            signals.append(f"mô hình: khả năng cần chuyển tiếp {p_stack:.2f}")
+            signals.append(f"mô hình: khả năng cần chuyển tiếp {decision[2]}")
         else:
             model_level = self.model.assess_scores(scores)
             if model_level.severity > rules.severity:

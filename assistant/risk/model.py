@@ -186,6 +186,9 @@ class RiskModel:
     base_clf: Any = None
     stack_clf: Any = None
     threshold_stack: float = 0.5
+    oof_stack: Any = None
+    """Out-of-fold stacked scores of the train split, in corpus order (float32): what
+    :mod:`assistant.risk.second_opinion` fits its combiner on."""
 
     def heads(self) -> FusedHeads:
         fused: FusedHeads | None = self.__dict__.get("_fused")
@@ -390,7 +393,7 @@ def train_model(
     log.info("risk model trained", extra=metrics)
     return RiskModel(
         char_vec, word_vec, fold_vec, escalate_clf, imminent_clf, category_clfs, t_esc, t_imm, "", len(examples), metrics,
-        base_clf=base_clf, stack_clf=stack_clf, threshold_stack=t_stack,
+        base_clf=base_clf, stack_clf=stack_clf, threshold_stack=t_stack, oof_stack=oof_stack.astype(np.float32),
     )
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.risk.base import ModelNotTrained, RiskAssessment
+from assistant.risk.base import ModelNotTrained, RiskAssessment, read_sidecar
 from assistant.risk.model import TARGET_OOF_RECALL
 from assistant.risk.taxonomy import CATEGORIES, HIGH_CATEGORIES, MODERATE_CATEGORIES
 from assistant.text import NormalizedText
@@ -140,6 +140,49 @@ def load_checkpoint(directory: Path) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
+def quantize_int8(model: Any) -> Any:
+    """Dynamic int8 quantisation of the linear layers (weights int8, activations
+    quantised per call): ~6 ms instead of ~17 ms per chat message on one core; and
+    the word-embedding table (250,037 x 384, 384 MB in float32) kept in float16.
+    Scores move slightly, so thresholds fitted on a quantised model's scores belong
+    to the quantised model (:mod:`assistant.risk.second_opinion` fits on them)."""
+    import warnings
+
+    import torch
+
+    embeddings = getattr(getattr(model, "bert", None), "embeddings", None)
+    if embeddings is not None and isinstance(embeddings.word_embeddings, torch.nn.Embedding):
+        embeddings.word_embeddings = _HalfEmbedding(embeddings.word_embeddings)
+    with warnings.catch_warnings():
+        # torch marks eager-mode quantisation as deprecated; it is what the pinned
+        # torch provides for CPU inference without extra packages.
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+
+
+def _half_embedding_class() -> Any:
+    import torch
+
+    class HalfEmbedding(torch.nn.Module):
+        """An embedding table stored in float16, looked up in float32."""
+
+        def __init__(self, source: torch.nn.Embedding) -> None:
+            super().__init__()
+            self.padding_idx = source.padding_idx
+            self.weight = torch.nn.Parameter(source.weight.detach().to(torch.float16), requires_grad=False)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.embedding(ids, self.weight, self.padding_idx).float()
+
+    return HalfEmbedding
+
+
+def _HalfEmbedding(source: Any) -> Any:  # noqa: N802 - builds the torch module lazily (torch is optional)
+    return _half_embedding_class()(source)
+
+
 # --------------------------------------------------------------------------- the classifier
 @dataclass
 class TransformerMeta:
@@ -162,11 +205,7 @@ class TransformerMeta:
     @classmethod
     def load(cls, directory: Path) -> TransformerMeta:
         path = Path(directory) / META_FILE
-        if not path.exists():
-            raise ModelNotTrained(f"{path} is missing: not a risk transformer checkpoint")
-        data = json.loads(path.read_text())
-        if data.get("format") != ARTIFACT_FORMAT:
-            raise ModelNotTrained(f"{path} has format {data.get('format')}, expected {ARTIFACT_FORMAT}")
+        data = read_sidecar(path, ARTIFACT_FORMAT, "risk transformer checkpoint")
         if ESCALATE not in data.get("labels", []):
             raise ModelNotTrained(f"{path}: the labels must include {ESCALATE!r}")
         return cls(**data)
@@ -185,6 +224,7 @@ class TransformerRiskClassifier:
         directory: Path,
         category_model: Any | None = None,
         threads: int | None = None,
+        int8: bool = False,
     ) -> None:
         import torch
 
@@ -193,6 +233,9 @@ class TransformerRiskClassifier:
         self.directory = Path(directory)
         self.meta = TransformerMeta.load(self.directory)
         self.model, self.tokenizer = load_checkpoint(self.directory)
+        self.int8 = int8
+        if int8:
+            self.model = quantize_int8(self.model)
         labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         if labels != list(self.meta.labels):
             raise ModelNotTrained(f"{self.directory}: config labels {labels} != {META_FILE} labels")
@@ -220,6 +263,11 @@ class TransformerRiskClassifier:
                 enc.pop("token_type_ids", None)
                 out.append(torch.sigmoid(self.model(**enc).logits).float().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def escalate_probabilities(self, messages: Sequence[NormalizedText]) -> np.ndarray:
+        """P(severity >= 3) of each message."""
+        column = self.labels.index(ESCALATE)
+        return self.probabilities([self._text(m) for m in messages])[:, column].astype(np.float64)
 
     def score(self, message: NormalizedText) -> dict[str, Any]:
         probs = self.probabilities([self._text(message)])[0]
@@ -664,6 +712,7 @@ def load_transformer_classifier(
     directory: Path | None = None,
     category_model: Any | None = None,
     threads: int | None = None,
+    int8: bool = False,
 ) -> TransformerRiskClassifier:
     """The configured checkpoint (``directory``) or the one ``CURRENT`` names."""
-    return TransformerRiskClassifier(directory or current_dir(models_dir), category_model, threads)
+    return TransformerRiskClassifier(directory or current_dir(models_dir), category_model, threads, int8)

@@ -551,3 +551,42 @@ def test_settings_accept_the_transformer_choice(tmp_path: Path) -> None:
     s = RiskSettings(classifier="transformer", transformer_dir=tmp_path)
     assert s.classifier == "transformer" and s.transformer_dir == tmp_path
     assert RiskSettings().transformer_dir is None
+
+
+def test_second_opinion_is_fitted_once_per_pair_of_models(trained_dir: Path, tmp_path: Path) -> None:
+    """``load_or_fit`` scores the transformer's own validation part of the train split,
+    fits the combiner, saves it beside the checkpoint, and refits only for other models."""
+    from types import SimpleNamespace
+
+    from assistant.risk import second_opinion as so
+
+    texts, sev, cats, groups = _toy_corpus()  # what trained_dir was trained on, in order
+    corpus = tmp_path / "messages.jsonl"
+    with corpus.open("w", encoding="utf-8") as fh:
+        for i, (t, s, c, g) in enumerate(zip(texts, sev, cats, groups, strict=True)):
+            row = {"id": f"m{i}", "text": t, "severity": s, "categories": c, "group": g,
+                   "style": "diacritics", "hard_negative": s == 0, "split": "train"}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rng = np.random.default_rng(0)
+    oof = np.where(np.array(sev) >= 3, rng.uniform(0.4, 1.0, len(sev)), rng.uniform(0.0, 0.6, len(sev)))
+    tfidf = SimpleNamespace(version="tfidf-1", oof_stack=oof.astype(np.float32))
+    clf = TransformerRiskClassifier(trained_dir, threads=1, int8=True)
+    assert clf.int8 and clf.model.bert.embeddings.word_embeddings.weight.dtype == torch.float16
+    full = TransformerRiskClassifier(trained_dir, threads=1)
+    probe = [_msg(t) for t in ("bố đánh em", "hôm nay trời đẹp", "em muốn chết")]
+    # int8 weights and a float16 table move the scores a little, not the ranking.
+    assert np.abs(clf.escalate_probabilities(probe) - full.escalate_probabilities(probe)).max() < 0.05
+    assert np.argsort(clf.escalate_probabilities(probe)).tolist() == np.argsort(full.escalate_probabilities(probe)).tolist()
+
+    fitted = so.load_or_fit(clf, tfidf, _msg, corpus=corpus)
+    assert (trained_dir / so.SECOND_OPINION_FILE).exists()
+    assert (fitted.tfidf_version, fitted.transformer_version) == ("tfidf-1", clf.meta.version)
+    assert fitted.metrics["val_examples"] == clf.meta.metrics["val_examples"]  # the same held-back part
+    assert so.load_or_fit(clf, tfidf, lambda _t: pytest.fail("refitted"), corpus=corpus) == fitted
+
+    refit = so.load_or_fit(clf, SimpleNamespace(version="tfidf-2", oof_stack=tfidf.oof_stack), _msg, corpus=corpus)
+    assert refit.tfidf_version == "tfidf-2"
+    with pytest.raises(ModelNotTrained, match="out-of-fold"):
+        so.load_or_fit(clf, SimpleNamespace(version="tfidf-3", oof_stack=None), _msg, corpus=corpus)
+    with pytest.raises(ModelNotTrained, match="another corpus"):
+        so.load_or_fit(clf, SimpleNamespace(version="tfidf-4", oof_stack=oof[:-1]), _msg, corpus=corpus)

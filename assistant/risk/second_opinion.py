@@ -1,0 +1,193 @@
+"""The ensemble's second opinion: the fine-tuned transformer, asked about plausible messages.
+
+The TF-IDF stacked head and the fine-tuned multilingual-e5-small
+(:mod:`assistant.risk.transformer`) make different mistakes: on the
+transformer's validation part of the train split (4,264 messages), each alone
+falsely escalated 6.2% / 6.6% of the hard negatives at 0.97 recall, the two
+combined 2.1%. Asking the transformer costs ~6 ms per message (int8) against
+~1 ms for the rest of the risk stage, so it is asked only when the stacked head
+finds a message plausible: ``p_stack >= gate``, where the gate keeps
+``GATE_RECALL`` of the train split's positives out-of-fold. Above the gate a
+logistic combiner over both logits decides, with its threshold set for
+``TARGET_OOF_RECALL`` over all the validation positives (those below the gate
+count as misses). Below the gate nothing changes.
+
+Fitted only on the train split: the combiner sees the TF-IDF head's out-of-fold
+scores (stored with the TF-IDF model) and the transformer's scores on its own
+validation part, which it was not trained on. The fit is tied to both model
+versions and redone (about a minute) when either changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.risk.base import ModelNotTrained, read_sidecar
+from assistant.risk.model import CORPUS_FILE, TARGET_OOF_RECALL, RiskModel, load_corpus
+
+log = logging.getLogger(__name__)
+
+SECOND_OPINION_FILE = "second_opinion.json"
+SECOND_OPINION_FORMAT = 1
+GATE_RECALL = 0.995
+"""Share of the train split's positives (out-of-fold) whose stacked score reaches the gate."""
+_EPS = 1e-6
+
+
+def _logit(p: Any) -> Any:
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
+    return np.log(q / (1.0 - q))
+
+
+@dataclass
+class SecondOpinion:
+    """Gate, combiner and threshold (``second_opinion.json`` beside the transformer checkpoint)."""
+
+    gate: float
+    coef: list[float]
+    intercept: float
+    threshold: float
+    tfidf_version: str
+    transformer_version: str
+    format: int = SECOND_OPINION_FORMAT
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def combine(self, p_stack: float, p_transformer: float) -> float:
+        z = self.coef[0] * float(_logit(p_stack)) + self.coef[1] * float(_logit(p_transformer)) + self.intercept
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def save(self, directory: Path) -> None:
+        path = Path(directory) / SECOND_OPINION_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, directory: Path) -> SecondOpinion:
+        return cls(**read_sidecar(Path(directory) / SECOND_OPINION_FILE, SECOND_OPINION_FORMAT, "risk second opinion"))
+
+
+def fit_second_opinion(
+    oof_stack: np.ndarray,
+    p_transformer: np.ndarray,
+    val_index: np.ndarray,
+    escalate: np.ndarray,
+    hard_negative: np.ndarray,
+    groups: np.ndarray,
+    tfidf_version: str,
+    transformer_version: str,
+    target_recall: float = TARGET_OOF_RECALL,
+    seed: int = 13,
+) -> SecondOpinion:
+    """Fit the gate (on every train message) and the combiner (on the transformer's
+    validation part: ``p_transformer[i]`` scores message ``val_index[i]``)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+
+    from assistant.risk.transformer import threshold_for_recall
+
+    escalate = np.asarray(escalate, dtype=int)
+    if len(oof_stack) != len(escalate):
+        raise ValueError("oof_stack must score every train message")
+    gate = threshold_for_recall(oof_stack, escalate == 1, GATE_RECALL)
+    s, y = oof_stack[val_index], escalate[val_index]
+    hard = np.asarray(hard_negative, dtype=bool)[val_index]
+    z = np.column_stack([_logit(s), _logit(p_transformer)])
+    above = s >= gate
+    if y[above].min(initial=1) == y[above].max(initial=0):
+        raise ValueError("the validation part needs positives and negatives above the gate")
+
+    def combiner() -> LogisticRegression:
+        return LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000, random_state=seed)
+
+    # The threshold comes from out-of-fold combined scores (grouped, so variants of
+    # one sentence never straddle); below the gate a message scores 0 (a miss).
+    folds = min(5, int(np.bincount(y[above]).min()), len(set(np.asarray(groups)[val_index][above])))
+    if folds < 2:
+        raise ValueError("too few validation messages above the gate to fit the combiner")
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    oof = np.zeros(len(y))
+    oof[above] = cross_val_predict(
+        combiner(), z[above], y[above], cv=cv, groups=np.asarray(groups)[val_index][above], method="predict_proba"
+    )[:, 1]
+    threshold = threshold_for_recall(oof, y == 1, target_recall)
+    final = combiner().fit(z[above], y[above])
+    escalated = oof >= threshold
+    stack_alone = s >= threshold_for_recall(s, y == 1, target_recall)
+
+    def fe(pred: np.ndarray) -> float:
+        return round(float((pred & hard & (y == 0)).sum() / max(1, (hard & (y == 0)).sum())), 4)
+
+    metrics = {
+        "val_examples": len(val_index),
+        "val_share_above_gate": round(float(above.mean()), 4),
+        "val_recall": round(float(escalated[y == 1].mean()), 4),
+        "val_false_escalation_hard": fe(escalated),
+        "val_false_escalation_hard_stack_alone": fe(stack_alone),
+    }
+    return SecondOpinion(
+        gate=float(gate),
+        coef=[float(c) for c in final.coef_[0]],
+        intercept=float(final.intercept_[0]),
+        threshold=float(threshold),
+        tfidf_version=tfidf_version,
+        transformer_version=transformer_version,
+        metrics=metrics,
+    )
+
+
+def load_or_fit(
+    transformer: Any,
+    tfidf: RiskModel,
+    normalize: Callable[[str], Any],
+    corpus: Path = CORPUS_FILE,
+) -> SecondOpinion:
+    """The second opinion for this pair of models, fitting it once if missing or stale.
+
+    ``transformer`` is a :class:`~assistant.risk.transformer.TransformerRiskClassifier`
+    (scores as it will at run time, int8 included); ``normalize`` gives a ``NormalizedText``."""
+    from assistant.risk.transformer import internal_split, targets
+
+    directory = transformer.directory
+    try:
+        current = SecondOpinion.load(directory)
+        if current.tfidf_version == tfidf.version and current.transformer_version == transformer.meta.version:
+            return current
+    except ModelNotTrained:
+        pass
+    if tfidf.oof_stack is None:
+        raise ModelNotTrained("the TF-IDF model has no out-of-fold scores: retrain it (`risk train --force`)")
+    started = time.perf_counter()
+    examples = load_corpus(corpus, split="train")
+    if len(examples) != len(tfidf.oof_stack):
+        raise ModelNotTrained("the TF-IDF model was trained on another corpus: retrain it")
+    cfg = transformer.meta.train_config
+    y_all = targets([e.severity for e in examples], [e.categories for e in examples])
+    group_names = [e.group for e in examples]
+    _, val_index = internal_split(
+        y_all[:, 0].astype(int), group_names, int(cfg.get("seed", 13)), int(cfg.get("val_folds", 5))
+    )
+    p_val = transformer.escalate_probabilities([normalize(examples[i].text) for i in val_index])
+    fitted = fit_second_opinion(
+        np.asarray(tfidf.oof_stack, dtype=np.float64),
+        p_val,
+        val_index,
+        y_all[:, 0],
+        np.array([e.hard_negative for e in examples]),
+        np.array(group_names),
+        tfidf.version,
+        transformer.meta.version,
+    )
+    fitted.metrics["fit_seconds"] = round(time.perf_counter() - started, 1)
+    fitted.save(directory)
+    log.info("risk second opinion fitted", extra=fitted.metrics)
+    return fitted
