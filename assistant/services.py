@@ -142,9 +142,15 @@ def load_second_opinion(
     from assistant.risk.second_opinion import load_or_fit
     from assistant.risk.transformer import TransformerRiskClassifier
 
-    # One torch thread: requests run in parallel threads already.
-    transformer = TransformerRiskClassifier(directory, threads=1, int8=True)
-    opinion = load_or_fit(transformer, tfidf, lambda t: normalize(t, restorer))
+    try:
+        # One torch thread: requests run in parallel threads already.
+        transformer = TransformerRiskClassifier(directory, threads=1, int8=True)
+        opinion = load_or_fit(transformer, tfidf, lambda t: normalize(t, restorer))
+    except (ModelNotTrained, ValueError) as exc:
+        # The optional layer never keeps the service from judging messages: the
+        # ensemble alone (the higher-recall setting) runs instead.
+        log.error("risk second opinion unavailable, the ensemble runs alone", extra={"error": str(exc)})
+        return None
     log.info(
         "risk second opinion on",
         extra={"transformer": transformer.meta.version, "gate": round(opinion.gate, 4), **opinion.metrics},

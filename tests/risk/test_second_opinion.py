@@ -155,3 +155,17 @@ def test_no_second_opinion_without_a_trained_transformer(tmp_path: Path) -> None
     assert load_second_opinion(RiskSettings(second_opinion="off"), tmp_path, None, None) is None  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         RiskSettings(second_opinion="always")  # type: ignore[arg-type]
+
+
+def test_a_broken_transformer_leaves_the_ensemble_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A CURRENT pointer to a directory without a checkpoint: logged, and no second opinion."""
+    from assistant.risk.transformer import set_current, transformer_root
+    from assistant.services import load_second_opinion
+    from assistant.settings import RiskSettings
+
+    broken = transformer_root(tmp_path) / "v0"
+    broken.mkdir(parents=True)
+    set_current(tmp_path, broken)
+    with caplog.at_level("ERROR", logger="assistant.services"):
+        assert load_second_opinion(RiskSettings(), tmp_path, None, None) is None  # type: ignore[arg-type]
+    assert any("second opinion unavailable" in r.getMessage() for r in caplog.records)
