@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit, logit
 
 from assistant.risk.base import ModelNotTrained, read_sidecar
 from assistant.risk.model import CORPUS_FILE, TARGET_OOF_RECALL, RiskModel, load_corpus
@@ -46,8 +46,7 @@ _EPS = 1e-6
 
 
 def _logit(p: Any) -> Any:
-    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
-    return np.log(q / (1.0 - q))
+    return logit(np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS))
 
 
 @dataclass
@@ -65,7 +64,7 @@ class SecondOpinion:
 
     def combine(self, p_stack: float, p_transformer: float) -> float:
         z = self.coef[0] * float(_logit(p_stack)) + self.coef[1] * float(_logit(p_transformer)) + self.intercept
-        return 1.0 / (1.0 + math.exp(-z))
+        return float(expit(z))
 
     def save(self, directory: Path) -> None:
         path = Path(directory) / SECOND_OPINION_FILE
@@ -103,6 +102,7 @@ def fit_second_opinion(
     gate = threshold_for_recall(oof_stack, escalate == 1, GATE_RECALL)
     s, y = oof_stack[val_index], escalate[val_index]
     hard = np.asarray(hard_negative, dtype=bool)[val_index]
+    val_groups = np.asarray(groups)[val_index]
     z = np.column_stack([_logit(s), _logit(p_transformer)])
     above = s >= gate
     if y[above].min(initial=1) == y[above].max(initial=0):
@@ -113,13 +113,13 @@ def fit_second_opinion(
 
     # The threshold comes from out-of-fold combined scores (grouped, so variants of
     # one sentence never straddle); below the gate a message scores 0 (a miss).
-    folds = min(5, int(np.bincount(y[above]).min()), len(set(np.asarray(groups)[val_index][above])))
+    folds = min(5, int(np.bincount(y[above]).min()), len(set(val_groups[above])))
     if folds < 2:
         raise ValueError("too few validation messages above the gate to fit the combiner")
     cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     oof = np.zeros(len(y))
     oof[above] = cross_val_predict(
-        combiner(), z[above], y[above], cv=cv, groups=np.asarray(groups)[val_index][above], method="predict_proba"
+        combiner(), z[above], y[above], cv=cv, groups=val_groups[above], method="predict_proba"
     )[:, 1]
     threshold = threshold_for_recall(oof, y == 1, target_recall)
     final = combiner().fit(z[above], y[above])

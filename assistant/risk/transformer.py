@@ -62,8 +62,9 @@ def _mean_pool(hidden: Any, mask: Any) -> Any:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-def _model_classes() -> tuple[type, type]:
-    """Defined lazily so that importing this module does not import torch."""
+def _model_classes() -> tuple[type, type, type]:
+    """(E5MeanPoolClassifier, BertConfig, HalfEmbedding), defined lazily so that
+    importing this module does not import torch."""
     global _E5MeanPool
     if _E5MeanPool is not None:
         return _E5MeanPool
@@ -110,11 +111,22 @@ def _model_classes() -> tuple[type, type]:
             ).last_hidden_state
             return SequenceClassifierOutput(logits=self.head(hidden, attention_mask))
 
-    _E5MeanPool = (E5MeanPoolClassifier, BertConfig)
+    class HalfEmbedding(nn.Module):
+        """An embedding table stored in float16, looked up in float32."""
+
+        def __init__(self, source: nn.Embedding) -> None:
+            super().__init__()
+            self.padding_idx = source.padding_idx
+            self.weight = nn.Parameter(source.weight.detach().half(), requires_grad=False)
+
+        def forward(self, ids: Any) -> Any:
+            return nn.functional.embedding(ids, self.weight, self.padding_idx).float()
+
+    _E5MeanPool = (E5MeanPoolClassifier, BertConfig, HalfEmbedding)
     return _E5MeanPool
 
 
-_E5MeanPool: tuple[type, type] | None = None
+_E5MeanPool: tuple[type, type, type] | None = None
 
 
 def e5_mean_pool_classifier() -> Any:
@@ -152,7 +164,7 @@ def quantize_int8(model: Any) -> Any:
 
     embeddings = getattr(getattr(model, "bert", None), "embeddings", None)
     if embeddings is not None and isinstance(embeddings.word_embeddings, torch.nn.Embedding):
-        embeddings.word_embeddings = _HalfEmbedding(embeddings.word_embeddings)
+        embeddings.word_embeddings = _model_classes()[2](embeddings.word_embeddings)
     with warnings.catch_warnings():
         # torch marks eager-mode quantisation as deprecated; it is what the pinned
         # torch provides for CPU inference without extra packages.
@@ -160,27 +172,6 @@ def quantize_int8(model: Any) -> Any:
         return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
             model, {torch.nn.Linear}, dtype=torch.qint8
         )
-
-
-def _half_embedding_class() -> Any:
-    import torch
-
-    class HalfEmbedding(torch.nn.Module):
-        """An embedding table stored in float16, looked up in float32."""
-
-        def __init__(self, source: torch.nn.Embedding) -> None:
-            super().__init__()
-            self.padding_idx = source.padding_idx
-            self.weight = torch.nn.Parameter(source.weight.detach().to(torch.float16), requires_grad=False)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.embedding(ids, self.weight, self.padding_idx).float()
-
-    return HalfEmbedding
-
-
-def _HalfEmbedding(source: Any) -> Any:  # noqa: N802 - builds the torch module lazily (torch is optional)
-    return _half_embedding_class()(source)
 
 
 # --------------------------------------------------------------------------- the classifier
