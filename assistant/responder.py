@@ -119,7 +119,9 @@ class GroundedResponder:
         ) >= self.relevance.min_dense
 
     def retrieve(self, message: NormalizedText, audience: str, k: int = 3) -> list[Hit]:
-        return self.index.search(message.folded, message.restored, audience=audience, k=k)
+        return self.index.search(
+            message.folded, message.restored, audience=audience, k=k, relevant_bm25=self.relevance.min_bm25
+        )
 
     def respond(
         self,

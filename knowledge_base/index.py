@@ -78,8 +78,10 @@ article's by ``question_margin`` of itself, and its best section score leads the
 ``section_margin``. Set on the DEV questions (evaluation/retrieval.py): 29% of them skip the
 embedding and dev R@1 and R@5 are unchanged in every writing style; neighbouring settings
 (margins 0.2-0.3 and 0.1-0.2) are unchanged too, while a section margin of 0 loses a dev
-question. ``min_score`` is above the default no-answer threshold (``min_bm25`` = 9), so a
-skipped query is never rejected for lacking a dense score."""
+question. A skipped query has no dense score, so ``search`` also asks the best BM25 score to
+clear the caller's no-answer threshold (``relevant_bm25``, the responder's ``min_bm25``):
+``min_score`` is above the default one (9), and a deployment that raises it above 10 gets
+fewer skips rather than answers rejected for lacking a dense score."""
 PLATFORM_MISMATCH = 0.5
 """Fused-score factor for an article specific to other platforms than the ones the query
 names (an Instagram question is not answered by the Facebook settings article). Chosen on
@@ -110,11 +112,13 @@ def query_cache_key(text: str) -> str:
     return " ".join(text.lower().split()).rstrip(_CLOSING_PUNCTUATION)
 
 
-def bm25_decisive(section: Sequence[Hit], question: Sequence[Hit]) -> bool:
-    """Whether the BM25 legs alone settle the first answer (``DENSE_SKIP``)."""
+def bm25_decisive(section: Sequence[Hit], question: Sequence[Hit], relevant_bm25: float = 0.0) -> bool:
+    """Whether the BM25 legs alone settle the first answer (``DENSE_SKIP``); the best
+    sample-question score must also reach ``relevant_bm25`` (the no-answer threshold)."""
     if not section or not question or section[0].article.id != question[0].article.id:
         return False
     min_score, question_margin, section_margin = DENSE_SKIP
+    min_score = max(min_score, relevant_bm25)
 
     def lead(hits: Sequence[Hit]) -> float:
         first = hits[0].raw["bm25"]
@@ -582,6 +586,7 @@ class KnowledgeIndex:
         k: int = 5,
         depth: int = 20,
         skip_dense: bool = True,
+        relevant_bm25: float = 0.0,
     ) -> list[Hit]:
         """Hybrid: four legs (BM25 and dense, over sections and over sample questions),
         fused by weighted reciprocal rank fusion; an article with a sample question nearly
@@ -589,12 +594,13 @@ class KnowledgeIndex:
         another platform than the one the query names are scored down
         (``PLATFORM_MISMATCH``). ``raw`` keeps each article's best BM25 score and best
         cosine similarity for the no-answer threshold. With ``skip_dense``, the dense legs
-        are left out when BM25 is decisive (``DENSE_SKIP``); ``dense_skips`` counts those."""
+        are left out when BM25 is decisive (``DENSE_SKIP``) and its best score reaches
+        ``relevant_bm25``, the caller's no-answer threshold; ``dense_skips`` counts those."""
         legs = {
             "bm25_section": self.search_bm25(folded_query, audience, age_band, depth, "section"),
             "bm25_question": self.search_bm25(folded_query, audience, age_band, depth, "question"),
         }
-        if skip_dense and bm25_decisive(legs["bm25_section"], legs["bm25_question"]):
+        if skip_dense and bm25_decisive(legs["bm25_section"], legs["bm25_question"], relevant_bm25):
             with self._query_cache_lock:
                 self.dense_skips += 1
             legs["dense_section"] = legs["dense_question"] = []

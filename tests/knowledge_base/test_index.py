@@ -202,3 +202,12 @@ def test_dense_legs_are_skipped_only_when_bm25_is_decisive(tmp_path: Path, small
 
     index.search("bat xac thuc", "bật xác thực")  # no sample question matches: not decisive
     assert index.dense_skips == 1
+
+    # A no-answer threshold above the decisive score keeps the dense legs: a skipped
+    # query would have no dense score to clear it with.
+    score = question[0].raw["bm25"]
+    kept = index.search(query, query, relevant_bm25=score + 0.01)
+    assert {"dense_section", "dense_question"} <= set(kept[0].ranks)
+    assert index.dense_skips == 1
+    index.search(query, query, relevant_bm25=score)
+    assert index.dense_skips == 2

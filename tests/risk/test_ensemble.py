@@ -3,6 +3,7 @@ always escalate, ordinary questions that must not, and the conversation state.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,6 +97,49 @@ def test_fused_heads_score_exactly_like_scikit_learn(services: Any) -> None:
         assert row["p_stack"] == pytest.approx(expected_stack[i], abs=1e-5)
         for category, clf in model.category_clfs.items():
             assert row["categories"][category] == pytest.approx(clf.predict_proba(x[i])[0, 1], abs=1e-5)
+
+
+def test_fused_heads_are_built_once_by_concurrent_first_requests(
+    services: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Twenty request threads asking a freshly loaded model at once share one set of
+    fused heads (each used to build its own: ~50 MiB apiece left in the process)."""
+    import copy
+    import threading
+
+    from assistant.risk import model as model_module
+    from assistant.risk.model import load_model, save_model
+
+    fresh = copy.copy(services.classifier.model.model)
+    fresh.__dict__.pop("_fused", None)
+    built: list[int] = []
+    real_init = model_module.FusedHeads.__init__
+
+    def slow_init(self: Any, model: Any) -> None:
+        built.append(threading.get_ident())
+        threading.Event().wait(0.05)  # widen the window a racing thread would use
+        real_init(self, model)
+
+    monkeypatch.setattr(model_module.FusedHeads, "__init__", slow_init)
+    start = threading.Barrier(20)
+    got: list[Any] = []
+
+    def ask() -> None:
+        start.wait()
+        got.append(fresh.heads())
+
+    threads = [threading.Thread(target=ask) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1
+    assert len(got) == 20 and all(h is got[0] for h in got)
+
+    # A model loaded from its artifact has them before any request.
+    path = tmp_path / "model.pkl"
+    save_model(fresh, path)
+    assert "_fused" in load_model(path).__dict__ and len(built) == 2
 
 
 def test_fast_tfidf_gives_exactly_the_vectors_scikit_learn_gives(services: Any) -> None:
