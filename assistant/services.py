@@ -133,14 +133,13 @@ def load_second_opinion(
     """The transformer and its fitted combiner when one is trained (``second_opinion=auto``)."""
     if settings.second_opinion == "off":
         return None
-    from assistant.risk.transformer import current_dir
+    from assistant.risk.second_opinion import load_or_fit
+    from assistant.risk.transformer import TransformerRiskClassifier, current_dir
 
     try:
         directory = settings.transformer_dir or current_dir(models_dir)
     except ModelNotTrained:
         return None  # the usual case: no transformer trained here, the ensemble runs alone
-    from assistant.risk.second_opinion import load_or_fit
-    from assistant.risk.transformer import TransformerRiskClassifier
 
     try:
         # One torch thread: requests run in parallel threads already.
