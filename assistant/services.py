@@ -27,7 +27,7 @@ from assistant.responder import GroundedResponder, Relevance
 from assistant.risk.base import ModelNotTrained, RiskClassifier
 from assistant.risk.ensemble import EnsembleRiskClassifier
 from assistant.risk.keyword import KeywordRiskClassifier
-from assistant.risk.model import ModelRiskClassifier
+from assistant.risk.model import ModelRiskClassifier, accent_training_texts
 from assistant.risk.model import load_or_train as load_or_train_risk
 from assistant.risk.rules import RulesRiskClassifier
 from assistant.settings import RiskSettings, Settings
@@ -55,6 +55,14 @@ def text_layer_version() -> str:
 def risk_text_version(restorer: AccentRestorer) -> str:
     """What the risk model's input depends on: the text layer and the accent model."""
     return f"{text_layer_version()}-{restorer.fingerprint[:16]}"
+
+
+def load_restorer(settings: Settings) -> AccentRestorer:
+    """The accent restorer every command and the service use (trained once, then cached):
+    the base corpora plus the knowledge base and the risk corpus's training messages."""
+    return load_or_train(
+        settings.models_dir, extra_dirs=[settings.knowledge_base_dir], extra_texts=accent_training_texts()
+    )
 
 
 def pin_numeric_threads(threads: int = 1) -> None:
@@ -184,7 +192,7 @@ def build_services(settings: Settings, prepare: bool = True) -> Services:
     db = Database(settings.database_url, settings.database, settings.security.keyring())
     if prepare:
         db.upgrade()
-    restorer = load_or_train(settings.models_dir, extra_dirs=[settings.knowledge_base_dir])
+    restorer = load_restorer(settings)
     index = make_index(settings, restorer)
     if prepare:
         report = index.ensure()

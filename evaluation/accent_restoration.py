@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from assistant.risk.model import accent_training_texts
 from assistant.text.accents import (
     HELDOUT_PERCENT,
     AccentRestorer,
@@ -44,6 +45,7 @@ from assistant.text.tokens import SYLLABLE_RE
 PYVI_FAILURES: list[str] = []
 
 REPORT_PATH = Path(__file__).resolve().parent / "reports" / "accent_restoration.json"
+KB_CONTENT_DIR = Path(__file__).resolve().parents[1] / "knowledge_base" / "content"
 
 #: Chat-style test messages (never used for training).
 CHAT_SENTENCES: tuple[str, ...] = (
@@ -232,16 +234,25 @@ def latency_ms(restorer: AccentRestorer, messages: Sequence[str], repeat: int = 
 
 
 def evaluate() -> dict[str, object]:
-    """Train on the training split, evaluate both systems, return the report."""
-    leaked = set(CHAT_SENTENCES) & set(chat_corpus())
+    """Train on the training split, evaluate both systems, return the report.
+
+    ``ours`` is trained as the service trains it (``assistant.services.load_restorer``:
+    base corpora, the knowledge base and the risk corpus's training messages);
+    ``ours_base`` without the risk corpus's messages, to show what they add."""
+    base_texts = list(default_training_texts([KB_CONTENT_DIR]))
+    chat_texts = accent_training_texts()
+    leaked = set(CHAT_SENTENCES) & {*chat_corpus(), *base_texts, *chat_texts}
     if leaked:
         raise RuntimeError(f"chat test sentences found in the training corpus: {sorted(leaked)}")
     _train, heldout = split_vlsp()
     start = time.perf_counter()
-    restorer = AccentRestorer.train(default_training_texts())
+    restorer = AccentRestorer.train([*base_texts, *chat_texts])
     train_seconds = time.perf_counter() - start
     ambiguous = ambiguous_forms()
-    systems: dict[str, Callable[[str], str]] = {"ours": restorer.restore}
+    systems: dict[str, Callable[[str], str]] = {
+        "ours": restorer.restore,
+        "ours_base": AccentRestorer.train(base_texts).restore,
+    }
     pyvi = _pyvi_restore()
     if pyvi is not None:
         systems["pyvi"] = pyvi
@@ -262,7 +273,7 @@ def evaluate() -> dict[str, object]:
 
 def _table(report: dict[str, object]) -> str:
     lines = [
-        f"{'test set':<14}{'system':<8}{'syllables':>10}{'accuracy':>10}"
+        f"{'test set':<14}{'system':<11}{'syllables':>10}{'accuracy':>10}"
         f"{'ambiguous':>11}{'sentences':>11}{'ms/sent':>9}"
     ]
     results = report["results"]
@@ -270,7 +281,7 @@ def _table(report: dict[str, object]) -> str:
     for set_name, systems in results.items():
         for name, s in systems.items():
             lines.append(
-                f"{set_name:<14}{name:<8}{s['syllables']:>10}{s['accuracy']:>10.2%}"
+                f"{set_name:<14}{name:<11}{s['syllables']:>10}{s['accuracy']:>10.2%}"
                 f"{s['ambiguous_accuracy']:>11.2%}{s['sentence_accuracy']:>11.2%}"
                 f"{s['ms_per_sentence_median']:>9.2f}"
             )

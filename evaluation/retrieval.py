@@ -41,6 +41,7 @@ class Question:
     audience: str
     style: str
     gold: list[str]
+    source: str = ""  # the question file's stem (``questions_a``...): when the question was written
 
     @property
     def split(self) -> str:
@@ -54,7 +55,9 @@ def load_questions(pattern: str = "questions_*.jsonl", data_dir: Path = DATA_DIR
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
-                out.append(Question(row["id"], row["question"], row["audience"], row["style"], list(row["gold"])))
+                out.append(
+                    Question(row["id"], row["question"], row["audience"], row["style"], list(row["gold"]), path.stem)
+                )
     return out
 
 
@@ -125,6 +128,18 @@ def evaluate(services: Any, write: bool = True) -> dict[str, Any]:
                 qs = [q for q in subset if q.style == style]
                 row[style] = rank_metrics([ranked[q.id] for q in qs], [q.gold for q in qs])
             table[split][system] = row
+
+    # The hybrid's held-out figures per question file: a later file adds questions written
+    # after the system was tuned, so the earlier files' figures stay comparable over time.
+    table["heldout_hybrid_by_file"] = {}
+    heldout = [q for q in questions if q.split == "heldout"]
+    for source in sorted({q.source for q in heldout}):
+        qs = [q for q in heldout if q.source == source]
+        row = {"all": rank_metrics([results["hybrid"][q.id] for q in qs], [q.gold for q in qs])}
+        for style in STYLES:
+            sub = [q for q in qs if q.style == style]
+            row[style] = rank_metrics([results["hybrid"][q.id] for q in sub], [q.gold for q in sub])
+        table["heldout_hybrid_by_file"][source] = row
 
     responder = services.chat.pipeline.stage("respond").responder
     calibration = calibrate_threshold(
@@ -232,6 +247,10 @@ def print_report(report: dict[str, Any]) -> None:
         for system, row in report["metrics"][split].items():
             cells = "".join(f"{row[s]['r@1']:>8.3f}{row[s]['r@5']:>8.3f}{row[s]['mrr']:>8.3f}" for s in ("all", *STYLES))
             print(f"{system:20s}{cells}")
+    print("\n[heldout, hybrid, per question file] R@1 / R@5 / MRR")
+    for source, row in report["metrics"].get("heldout_hybrid_by_file", {}).items():
+        cells = "".join(f"{row[s]['r@1']:>8.3f}{row[s]['r@5']:>8.3f}{row[s]['mrr']:>8.3f}" for s in ("all", *STYLES))
+        print(f"{source:20s}{cells}  (n={row['all']['n']})")
     th = report["no_answer_threshold"]
     print(f"\nno-answer threshold (dev): {th['calibrated_on_dev']}")
     print(f"no-answer threshold (held-out): {th['heldout']}")

@@ -52,16 +52,16 @@ import numpy as np
 from scipy import sparse
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from assistant.risk import rules as rules_module
 from assistant.risk.base import ModelNotTrained, RiskAssessment
 from assistant.risk.rules import RulesRiskClassifier
 from assistant.risk.taxonomy import CATEGORIES, HIGH_CATEGORIES, MODERATE_CATEGORIES
-from assistant.text import NormalizedText
+from assistant.text import NormalizedText, has_diacritics
+from assistant.tfidf import tfidf_transform
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,15 @@ class Example:
     group: str = ""
     split: str = "train"
     batch: str = ""
+
+
+def accent_training_texts(path: Path = CORPUS_FILE) -> list[str]:
+    """The corpus's training-split messages typed with diacritics: chat-style sentences for
+    the accent restorer. Held-out messages are never used, so the risk evaluation's
+    accent-restored text comes from a restorer that has not seen it. No corpus, no texts."""
+    if not path.exists():
+        return []
+    return [ex.text for ex in load_corpus(path, split="train") if has_diacritics(ex.text)]
 
 
 def load_corpus(path: Path = CORPUS_FILE, split: str | None = None) -> list[Example]:
@@ -151,26 +160,6 @@ def corpus_digest(path: Path = CORPUS_FILE, text_version: str = "") -> str:
     digest.update(Path(__file__).read_bytes())
     digest.update(Path(rules_module.__file__).read_bytes())
     return digest.hexdigest()[:16]
-
-
-def tfidf_transform(vec: TfidfVectorizer, texts: Sequence[str]) -> sparse.csr_matrix:
-    """``vec.transform(texts)`` for one fitted vectorizer, the same numbers without
-    scikit-learn's input validation, which checks whether the count matrix might be
-    a dataframe and cost more than the vectorizing itself on one message (~0.5 ms
-    per call; the risk stage calls it twice per message). Equality is tested."""
-    if vec.norm not in ("l2", None):
-        return sparse.csr_matrix(vec.transform(texts))
-    x = sparse.csr_matrix(CountVectorizer.transform(vec, texts))
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    if vec.sublinear_tf:
-        np.log(x.data, x.data)
-        x.data += 1.0
-    if vec.use_idf:
-        x.data *= vec.idf_[x.indices]
-    if vec.norm == "l2":
-        inplace_csr_row_normalize_l2(x)
-    return x
 
 
 @dataclass

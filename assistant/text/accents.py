@@ -15,7 +15,9 @@ word lists ``Viet11K/22K/39K/74K`` (each list is one extra left context for
 the syllable n-grams of its entries, so compounds such as ``mật khẩu`` are
 known even if no sentence uses them, and words in the smaller, commoner lists
 weigh more), a small packaged chat-style corpus (``data/chat_corpus.txt``) and
-caller-provided in-domain text (knowledge-base Markdown). Training is
+caller-provided in-domain text (knowledge-base Markdown; the training split of
+the risk corpus's messages typed with diacritics, which lifts syllable accuracy
+on chat-style text, see ``evaluation/reports/accent_restoration.json``). Training is
 deterministic and takes a few seconds.
 
 Errors: ``AccentModelError`` (no training data, bad or incompatible artifact).
@@ -563,8 +565,12 @@ def load_or_train(
     models_dir: Path,
     extra_dirs: Iterable[Path] = (),
     config: RestorerConfig | None = None,
+    extra_texts: Iterable[str] = (),
 ) -> AccentRestorer:
     """Load the cached model from ``models_dir/accent/`` or train and cache it.
+
+    ``extra_texts`` are further in-domain sentences with diacritics (the service passes
+    the risk corpus's training messages, see ``assistant.services.load_restorer``).
 
     The cache key hashes the training texts, the word list, the config and
     ``ARTIFACT_VERSION``; a change of any of them retrains. Stale artifacts in
@@ -572,6 +578,7 @@ def load_or_train(
     """
     config = config or RestorerConfig()
     texts = [unicodedata.normalize("NFC", t) for t in default_training_texts(list(extra_dirs))]
+    texts.extend(unicodedata.normalize("NFC", t) for t in extra_texts)
     lexicon = default_lexicon()
     fingerprint = _fingerprint(texts, lexicon, config)
     directory = Path(models_dir) / "accent"

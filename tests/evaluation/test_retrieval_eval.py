@@ -34,3 +34,30 @@ def test_dev_errors_never_show_a_held_out_question(services: Any) -> None:
     rows = [row for rows in errors.values() for row in rows]
     assert rows and not {row["id"] for row in rows} & heldout
     assert all(row["top"] and row["top"][0][0] not in row["gold"] for row in rows)
+
+
+@pytest.mark.unit
+def test_no_evaluation_question_is_a_sample_question_of_an_article() -> None:
+    """Sample questions are indexed; an evaluation question copied from one would be a
+    free hit. Compared folded, lower case, without punctuation."""
+    from assistant.text import fold_accents
+    from knowledge_base.articles import load_articles
+
+    def key(text: str) -> str:
+        return " ".join("".join(c if c.isalnum() else " " for c in fold_accents(text).lower()).split())
+
+    samples = {key(q) for a in load_articles() for q in a.questions}
+    copied = [q.id for q in [*load_questions(), *load_questions("out_of_scope.jsonl")] if key(q.text) in samples]
+    assert copied == []
+
+
+@pytest.mark.unit
+def test_style_labels_describe_the_text() -> None:
+    from assistant.text import has_diacritics
+
+    questions = load_questions()
+    assert {q.style for q in questions} == set(STYLES)
+    assert [q.id for q in questions if q.style == "no_diacritics" and has_diacritics(q.text)] == []
+    assert [q.id for q in questions if q.style == "diacritics" and not has_diacritics(q.text)] == []
+    assert {q.source for q in questions} == {"questions_a", "questions_b", "questions_c"}
+    assert len({q.id for q in questions}) == len(questions)

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from knowledge_base.embedders import FakeEmbedder
-from knowledge_base.index import LEG_WEIGHTS, IndexNotReady, KnowledgeIndex, bm25_tokens
+from knowledge_base.index import (
+    CLASSIFIER_WEIGHT,
+    LEG_WEIGHTS,
+    Hit,
+    IndexNotReady,
+    KnowledgeIndex,
+    bm25_tokens,
+)
 from tests.knowledge_base.conftest import write_article
 
 pytestmark = pytest.mark.integration
@@ -13,6 +21,12 @@ pytestmark = pytest.mark.integration
 
 def make_index(tmp_path: Path, content: Path) -> KnowledgeIndex:
     return KnowledgeIndex(tmp_path / "index", FakeEmbedder(), content)
+
+
+def fused_part(index: KnowledgeIndex, hit: Hit) -> float:
+    """A hit's weighted RRF score plus its article-classifier share (before bonus and mismatch)."""
+    rrf = sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in hit.ranks.items())
+    return rrf + CLASSIFIER_WEIGHT * hit.raw["classifier"]
 
 
 def add_front_matter(path: Path, lines: str) -> None:
@@ -135,8 +149,7 @@ def test_articles_for_another_platform_are_scored_down(tmp_path: Path) -> None:
     hits = index.search("instagram che do rieng tu", "instagram chế độ riêng tư")
     assert hits[0].article.id == "ig"
     named = {h.article.id: h for h in hits}
-    rrf_part = sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in named["fb"].ranks.items())
-    assert named["fb"].score == pytest.approx(rrf_part * PLATFORM_MISMATCH)
+    assert named["fb"].score == pytest.approx(fused_part(index, named["fb"]) * PLATFORM_MISMATCH)
 
 
 def test_a_near_duplicate_sample_question_gains_a_bonus(tmp_path: Path, small_kb: Path) -> None:
@@ -149,12 +162,9 @@ def test_a_near_duplicate_sample_question_gains_a_bonus(tmp_path: Path, small_kb
     hits = {h.article.id: h for h in index.search(query, query, skip_dense=False)}
     hit = hits["nguoi-la"]
     assert hit.raw["dense"] == pytest.approx(1.0)
-    rrf_part = sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in hit.ranks.items())
-    assert hit.score == pytest.approx(rrf_part + NEAR_DUPLICATE[1])
+    assert hit.score == pytest.approx(fused_part(index, hit) + NEAR_DUPLICATE[1])
     other = hits["mat-khau"]
-    assert other.score == pytest.approx(
-        sum(LEG_WEIGHTS[leg] / (index.rrf_k + rank) for leg, rank in other.ranks.items())
-    )
+    assert other.score == pytest.approx(fused_part(index, other))
 
 
 def test_resolve_follows_the_aliases_of_merged_articles(tmp_path: Path, small_kb: Path) -> None:
@@ -211,3 +221,87 @@ def test_dense_legs_are_skipped_only_when_bm25_is_decisive(tmp_path: Path, small
     assert index.dense_skips == 1
     index.search(query, query, relevant_bm25=score)
     assert index.dense_skips == 2
+
+
+def test_the_article_classifier_separates_siblings_that_share_words(tmp_path: Path) -> None:
+    """Two articles share most words; the classifier learns the words that tell them
+    apart from their sample questions, and its probability is part of the fused score."""
+    content = tmp_path / "content"
+    content.mkdir()
+    shared = """\
+        Khi bị bắt nạt trên mạng, hãy kể với người lớn và giữ bằng chứng.
+
+        ## Em nên làm gì
+        1. Kể với bố mẹ hoặc thầy cô.
+        2. Giữ lại tin nhắn.
+        """
+    write_article(content, "bi-bat-nat", "Bị bắt nạt trên mạng", shared,
+                  extra='questions:\n  - "tui no lap nhom chui em"\n  - "ca lop tay chay em tren nhom chat"\n')
+    write_article(content, "ban-bi-bat-nat", "Bạn bị bắt nạt trên mạng", shared,
+                  extra='questions:\n  - "ban than cua em bi ca lop che cuoi"\n  - "giup ban minh dang bi trêu tren mang"\n')
+    index = make_index(tmp_path, content)
+    index.ingest()
+    query = "ban than cua em bi che cuoi tren nhom lop"
+    hits = {h.article.id: h for h in index.search(query, query, skip_dense=False)}
+    assert hits["ban-bi-bat-nat"].raw["classifier"] > 0.5 > hits["bi-bat-nat"].raw["classifier"]
+    assert hits["ban-bi-bat-nat"].raw["classifier"] + hits["bi-bat-nat"].raw["classifier"] == pytest.approx(1.0)
+    for hit in hits.values():
+        assert hit.score == pytest.approx(fused_part(index, hit))
+    assert max(hits.values(), key=lambda h: h.score).article.id == "ban-bi-bat-nat"
+
+
+def test_the_article_classifier_is_cached_next_to_the_index(
+    tmp_path: Path, small_kb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knowledge_base import classifier
+
+    index = make_index(tmp_path, small_kb)
+    index.ingest()
+    cached = list((tmp_path / "index").glob("article-classifier-*.pkl"))
+    assert len(cached) == 1
+
+    def no_training(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("retrained although the cache is current")
+
+    monkeypatch.setattr(classifier.ArticleClassifier, "train", no_training)
+    reloaded = make_index(tmp_path, small_kb)
+    reloaded.load()
+    assert reloaded.search("mat khau manh", "mật khẩu mạnh")[0].raw["classifier"] > 0
+    monkeypatch.undo()
+
+    # A corrupt cache is retrained (never fatal); a changed corpus replaces the old file.
+    cached[0].write_bytes(b"not a pickle")
+    make_index(tmp_path, small_kb).load()
+    assert cached[0].read_bytes() != b"not a pickle"
+    add_front_matter(small_kb / "nguoi-la.md", 'questions:\n  - "nguoi la ket ban"\n')
+    make_index(tmp_path, small_kb).ingest()
+    now = list((tmp_path / "index").glob("article-classifier-*.pkl"))
+    assert len(now) == 1 and now != cached
+
+
+def test_article_classifier_probabilities_equal_scikit_learns(small_kb: Path) -> None:
+    from knowledge_base.articles import load_articles
+    from knowledge_base.classifier import ArticleClassifier
+
+    articles = load_articles(small_kb)
+    for clf in (ArticleClassifier.train(articles, str.lower), ArticleClassifier.train(articles[:2], str.lower)):
+        check_against_scikit_learn(clf)
+
+
+def check_against_scikit_learn(clf: Any) -> None:
+    from scipy import sparse
+
+    for text in ("mat khau manh", "", "nguoi la ket ban 🌱", "family link " * 30):
+        features = sparse.hstack([clf._words.transform([text]), clf._chars.transform([text])]).tocsr()
+        expected = clf._model.predict_proba(features)[0]
+        assert clf.probabilities(text) == pytest.approx(expected, abs=1e-9)
+        assert clf.probabilities(text).sum() == pytest.approx(1.0)
+
+
+def test_a_single_article_needs_no_classifier(tmp_path: Path, small_kb: Path) -> None:
+    for extra in ("nguoi-la.md", "family-link.md"):
+        (small_kb / extra).unlink()
+    index = make_index(tmp_path, small_kb)
+    index.ingest()
+    hit = index.search("mat khau", "mật khẩu")[0]
+    assert hit.article.id == "mat-khau" and "classifier" not in hit.raw

@@ -28,7 +28,8 @@ from evaluation.accent_restoration import CHAT_SENTENCES, ambiguous_forms, score
 pytestmark = pytest.mark.slow
 
 # Measured 2026-11 (python -m evaluation.accent_restoration): held-out VLSP 97.4 %
-# overall / 97.3 % ambiguous (pyvi 77.2 % / 76.4 %); chat set 88.9 % (pyvi 67.8 %).
+# overall / 97.3 % ambiguous (pyvi 77.2 % / 76.4 %); chat set 94.9 % with the knowledge
+# base, 97.5 % as the service trains it (with the risk corpus's messages; pyvi 67.8 %).
 HELDOUT_FLOOR = 0.95
 HELDOUT_AMBIGUOUS_FLOOR = 0.95
 CHAT_FLOOR = 0.85
@@ -186,6 +187,28 @@ class TestTrainingAndCache:
         files = list((models / "accent").glob("accent-*.json.gz"))
         assert [f.name for f in files] == [f"accent-{updated.fingerprint[:16]}.json.gz"]
         assert "nhạy" in updated.candidates("nhay")
+
+    def test_extra_texts_are_trained_on_and_change_the_fingerprint(
+        self, restorer: AccentRestorer, tmp_path: Path
+    ) -> None:
+        # A syllable no base corpus has ("Khuềnh", a made-up nickname) becomes a candidate.
+        assert "khuềnh" not in restorer.candidates("khuenh")
+        updated = load_or_train(tmp_path, extra_texts=["hôm nay Khuềnh rủ em đi chơi"])
+        assert updated.fingerprint != restorer.fingerprint
+        assert "khuềnh" in updated.candidates("khuenh")
+        assert load_or_train(tmp_path, extra_texts=["hôm nay Khuềnh rủ em đi chơi"]).fingerprint == updated.fingerprint
+
+    def test_risk_corpus_messages_lift_chat_accuracy(self, restorer: AccentRestorer, tmp_path: Path) -> None:
+        """The service's restorer (``load_restorer``) also learns from the risk corpus's
+        training messages; on the chat test sentences (never trained on) it must do better."""
+        from assistant.risk.model import accent_training_texts
+
+        chat = accent_training_texts()
+        assert chat and not set(CHAT_SENTENCES) & set(chat)
+        service = load_or_train(tmp_path, extra_texts=chat)
+        ambiguous = ambiguous_forms()
+        base = score(restorer.restore, CHAT_SENTENCES, ambiguous).accuracy
+        assert score(service.restore, CHAT_SENTENCES, ambiguous).accuracy > base + 0.01
 
     def test_missing_extra_dir_is_skipped(self, tmp_path: Path) -> None:
         texts = list(default_training_texts([tmp_path / "missing"]))
