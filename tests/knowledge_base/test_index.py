@@ -305,3 +305,30 @@ def test_a_single_article_needs_no_classifier(tmp_path: Path, small_kb: Path) ->
     index.ingest()
     hit = index.search("mat khau", "mật khẩu")[0]
     assert hit.article.id == "mat-khau" and "classifier" not in hit.raw
+
+
+def test_an_agreeing_classifier_settles_bm25_without_the_margins(small_kb: Path) -> None:
+    from knowledge_base.articles import load_articles
+    from knowledge_base.index import CLASSIFIER_SKIP, DENSE_SKIP, bm25_decisive
+
+    articles = {a.id: a for a in load_articles(small_kb)}
+
+    def hits(*scored: tuple[str, float]) -> list[Hit]:
+        return [Hit(articles[aid], 0.0, articles[aid].chunks()[0], raw={"bm25": s}) for aid, s in scored]
+
+    strong = DENSE_SKIP[0] + 1.0
+    # Both legs agree, but the runner-up is close: the margins alone do not settle it.
+    section = hits(("mat-khau", 5.0), ("nguoi-la", 4.9))
+    question = hits(("mat-khau", strong), ("nguoi-la", strong - 0.1))
+    assert not bm25_decisive(section, question)
+    assert bm25_decisive(section, question, classifier_probability={"mat-khau": CLASSIFIER_SKIP}.__getitem__)
+    assert not bm25_decisive(
+        section, question, classifier_probability={"mat-khau": CLASSIFIER_SKIP - 0.01}.__getitem__
+    )
+    # The classifier never lowers the bar on the BM25 score, the no-answer threshold or agreement.
+    sure = {"mat-khau": 1.0}.get
+    weak = hits(("mat-khau", DENSE_SKIP[0] - 0.5))
+    assert not bm25_decisive(section, weak, classifier_probability=lambda aid: sure(aid, 0.0))
+    assert not bm25_decisive(section, question, strong + 1, classifier_probability=lambda aid: sure(aid, 0.0))
+    other = hits(("nguoi-la", strong), ("mat-khau", strong - 0.1))
+    assert not bm25_decisive(section, other, classifier_probability=dict.fromkeys(articles, 1.0).__getitem__)
