@@ -640,11 +640,10 @@ class KnowledgeIndex:
             row = self._classifier_row.get(article_id)
             return float(proba[row]) if proba is not None and row is not None else 0.0
 
-        decisive = bm25_decisive(
+        if skip_dense and bm25_decisive(
             legs["bm25_section"], legs["bm25_question"], relevant_bm25,
             classifier_probability if proba is not None else None,
-        )
-        if skip_dense and decisive:
+        ):
             with self._query_cache_lock:
                 self.dense_skips += 1
             legs["dense_section"] = legs["dense_question"] = []
