@@ -36,7 +36,10 @@ after dequantization):
   engine's map (checked over every code point).
 
 Checked against the engine: identical token ids for all 9,409 corpus
-messages (query and passage prefixes), and embedding cosine >= 0.9999.
+messages (query and passage prefixes), and embedding cosine >= 0.9999. Since
+converter version 2 the vocabulary is cut to the pieces of the scripts the
+service reads (:func:`keep_latin_pieces`): ids are renumbered; the pieces and
+the embeddings of such text are unchanged.
 
 Nothing is downloaded: the only input is the file inside the installed
 package. ``python -m assistant risk train-transformer`` calls :func:`convert`.
