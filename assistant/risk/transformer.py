@@ -154,7 +154,8 @@ def load_checkpoint(directory: Path) -> tuple[Any, Any]:
 
 def quantize_int8(model: Any) -> Any:
     """Dynamic int8 quantisation of the linear layers (weights int8, activations
-    quantised per call): ~6 ms instead of ~17 ms per chat message on one core; and
+    quantised per call): per chat message on one core ~6 ms instead of ~17 ms on a CPU
+    with AVX-512 VNNI, ~10-13 ms instead of ~26 ms on one without; and
     the word-embedding table (102,085 x 384 since the vocabulary cut, 157 MB in
     float32) kept in float16.
     Scores move slightly, so thresholds fitted on a quantised model's scores belong
@@ -501,6 +502,8 @@ def train_transformer(
     import torch
     from transformers import AutoTokenizer
 
+    if hard_negatives is not None and len(hard_negatives) != len(texts):
+        raise ValueError(f"{len(hard_negatives)} hard-negative flags for {len(texts)} texts")
     cfg = config or TrainConfig()
     _seed_everything(cfg.seed, cfg.threads)
     started = time.perf_counter()
@@ -556,8 +559,6 @@ def train_transformer(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     y_t = torch.from_numpy(y_all)
-    if hard_negatives is not None and len(hard_negatives) != len(texts):
-        raise ValueError(f"{len(hard_negatives)} hard-negative flags for {len(texts)} texts")
     w_t = None
     if hard_negatives is not None and cfg.hard_negative_weight != 1.0:
         w_t = torch.from_numpy(
