@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -150,10 +151,11 @@ def load_second_opinion(
         return None  # the usual case: no transformer trained here, the ensemble runs alone
 
     try:
-        # One torch thread: requests run in parallel threads already.
-        transformer = TransformerRiskClassifier(directory, threads=1, int8=True)
+        # One thread: requests run in parallel threads already. The int8 ONNX export
+        # is made here once if `risk train-transformer` did not make it.
+        transformer = TransformerRiskClassifier(directory, threads=1, engine="onnx-int8")
         opinion = load_or_fit(transformer, tfidf, lambda t: normalize(t, restorer))
-    except (ModelNotTrained, ValueError) as exc:
+    except (ModelNotTrained, ValueError, ImportError, RuntimeError, OSError) as exc:
         # The optional layer never keeps the service from judging messages: the
         # ensemble alone (the higher-recall setting) runs instead.
         log.error("risk second opinion unavailable, the ensemble runs alone", extra={"error": str(exc)})
@@ -195,13 +197,19 @@ def build_services(settings: Settings, prepare: bool = True) -> Services:
     restorer = load_restorer(settings)
     index = make_index(settings, restorer)
     if prepare:
-        report = index.ensure()
+        # On a fresh data directory both take minutes: the index build spends them in
+        # the embedding engine (no interpreter lock held), the risk model's training in
+        # Python and scikit-learn, so side by side they use both cores of a small machine.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-build") as pool:
+            building = pool.submit(index.ensure)
+            classifier = make_classifier(settings.risk, settings.models_dir, restorer)
+            report = building.result()
         if report is not None:
             log.info("knowledge base ingested", extra=report.to_dict())
     else:
         index.load()
+        classifier = make_classifier(settings.risk, settings.models_dir, restorer)
     metrics = Metrics()
-    classifier = make_classifier(settings.risk, settings.models_dir, restorer)
     prompts = default_prompts()
     responder = GroundedResponder(
         index, prompts, Relevance(settings.retrieval.min_bm25, settings.retrieval.min_dense)

@@ -188,12 +188,14 @@ class RiskSettings(BaseModel):
         "empty means <data_dir>/models/risk-transformer/ as named by its CURRENT file "
         "(`python -m assistant risk train-transformer`).",
     )
-    transformer_threads: int = Field(default=2, ge=1, le=64, description="Torch threads for the transformer.")
+    transformer_threads: int = Field(
+        default=2, ge=1, le=64, description="Torch threads for classifier=transformer (float32)."
+    )
     second_opinion: Literal["auto", "off"] = Field(
         default="auto",
         description="classifier=ensemble: with auto, a trained risk transformer (`python -m assistant risk "
-        "train-transformer`) gives a second opinion on messages the TF-IDF model finds plausible (int8, one "
-        "thread, ~6 ms each; fewer false escalations). Without a trained transformer the ensemble runs alone.",
+        "train-transformer`) gives a second opinion on messages the TF-IDF model finds plausible (int8 ONNX "
+        "export, one thread, ~15 ms each on a CPU without AVX-512; fewer false escalations). Without a trained transformer the ensemble runs alone.",
     )
 
 

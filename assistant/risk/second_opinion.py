@@ -2,12 +2,13 @@
 
 The TF-IDF stacked head and the fine-tuned multilingual-e5-small
 (:mod:`assistant.risk.transformer`) make different mistakes. On the
-transformer's validation part of the train split (4,264 messages), at 0.97
-recall, the fitted combination falsely escalates 4.0% of the hard negatives
-against 6.7% for the stacked head alone; on the held-out split (one run) the
-ensemble went from 9.7% to 6.0%, its recall from 0.981 to 0.970 (CHANGELOG).
-Asking the transformer costs ~6 ms per message (int8) against
-~1 ms for the rest of the risk stage, so it is asked only when the stacked head
+transformer's validation part of the train split (5,857 messages, batches 1-7),
+at 0.97 recall, the fitted combination falsely escalates 2.6% of the hard
+negatives against 4.9% for the stacked head alone (held-out figures: CHANGELOG).
+The transformer runs as an int8 ONNX export (``onnx-int8``); torch's own int8
+quantisation, used before, lost most of that gain (4.0%). Asking it costs
+~15 ms per message on one core of a CPU without AVX-512 (less with VNNI)
+against ~1 ms for the rest of the risk stage, so it is asked only when the stacked head
 finds a message plausible: ``p_stack >= gate``, where the gate keeps
 ``GATE_RECALL`` of the train split's positives out-of-fold. Above the gate a
 logistic combiner over both logits decides, with its threshold set for
@@ -17,7 +18,7 @@ count as misses). Below the gate nothing changes.
 Fitted only on the train split: the combiner sees the TF-IDF head's out-of-fold
 scores (stored with the TF-IDF model) and the transformer's scores on its own
 validation part, which it was not trained on. The fit is tied to both model
-versions and redone (under a minute) when either changes.
+versions and the transformer's engine, and redone (about two minutes) when one changes.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class SecondOpinion:
     tfidf_version: str
     transformer_version: str
     format: int = SECOND_OPINION_FORMAT
+    transformer_engine: str = ""
+    """The engine whose scores it was fitted on (``onnx-int8``): another engine's scores
+    differ slightly, so a fit from an older engine is redone."""
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def combine(self, p_stack: float, p_transformer: float) -> float:
@@ -156,13 +160,17 @@ def load_or_fit(
     """The second opinion for this pair of models, fitting it once if missing or stale.
 
     ``transformer`` is a :class:`~assistant.risk.transformer.TransformerRiskClassifier`
-    (scores as it will at run time, int8 included); ``normalize`` gives a ``NormalizedText``."""
+    (scores as it will at run time, with the same engine); ``normalize`` gives a ``NormalizedText``."""
     from assistant.risk.transformer import internal_split, targets
 
     directory = transformer.directory
     try:
         current = SecondOpinion.load(directory)
-        if current.tfidf_version == tfidf.version and current.transformer_version == transformer.meta.version:
+        if (current.tfidf_version, current.transformer_version, current.transformer_engine) == (
+            tfidf.version,
+            transformer.meta.version,
+            getattr(transformer, "engine_name", ""),
+        ):
             return current
     except ModelNotTrained:
         pass
@@ -189,6 +197,7 @@ def load_or_fit(
         tfidf.version,
         transformer.meta.version,
     )
+    fitted.transformer_engine = getattr(transformer, "engine_name", "")
     fitted.metrics["fit_seconds"] = round(time.perf_counter() - started, 1)
     fitted.save(directory)
     log.info("risk second opinion fitted", extra=fitted.metrics)

@@ -677,19 +677,18 @@ def test_second_opinion_is_fitted_once_per_pair_of_models(trained_dir: Path, tmp
     rng = np.random.default_rng(0)
     oof = np.where(np.array(sev) >= 3, rng.uniform(0.4, 1.0, len(sev)), rng.uniform(0.0, 0.6, len(sev)))
     tfidf = SimpleNamespace(version="tfidf-1", oof_stack=oof.astype(np.float32))
-    clf = TransformerRiskClassifier(trained_dir, threads=1, int8=True)
-    assert clf.int8 and clf.model.bert.embeddings.word_embeddings.weight.dtype == torch.float16
-    full = TransformerRiskClassifier(trained_dir, threads=1)
-    probe = [_msg(t) for t in ("bố đánh em", "hôm nay trời đẹp", "em muốn chết")]
-    # int8 weights and a float16 table move the scores a little, not the ranking.
-    assert np.abs(clf.escalate_probabilities(probe) - full.escalate_probabilities(probe)).max() < 0.05
-    assert np.argsort(clf.escalate_probabilities(probe)).tolist() == np.argsort(full.escalate_probabilities(probe)).tolist()
+    clf = TransformerRiskClassifier(trained_dir, threads=1, engine="onnx-int8")
 
     fitted = so.load_or_fit(clf, tfidf, _msg, corpus=corpus)
     assert (trained_dir / so.SECOND_OPINION_FILE).exists()
     assert (fitted.tfidf_version, fitted.transformer_version) == ("tfidf-1", clf.meta.version)
     assert fitted.metrics["val_examples"] == clf.meta.metrics["val_examples"]  # the same held-back part
     assert so.load_or_fit(clf, tfidf, lambda _t: pytest.fail("refitted"), corpus=corpus) == fitted
+    assert fitted.transformer_engine == "onnx-int8"
+    # Another engine's scores differ slightly: a fit made on them is not reused.
+    on_torch = so.load_or_fit(TransformerRiskClassifier(trained_dir, threads=1), tfidf, _msg, corpus=corpus)
+    assert on_torch.transformer_engine == "torch" and on_torch.threshold != fitted.threshold
+    assert so.load_or_fit(clf, tfidf, _msg, corpus=corpus).transformer_engine == "onnx-int8"
 
     refit = so.load_or_fit(clf, SimpleNamespace(version="tfidf-2", oof_stack=tfidf.oof_stack), _msg, corpus=corpus)
     assert refit.tfidf_version == "tfidf-2"
@@ -697,3 +696,87 @@ def test_second_opinion_is_fitted_once_per_pair_of_models(trained_dir: Path, tmp
         so.load_or_fit(clf, SimpleNamespace(version="tfidf-3", oof_stack=None), _msg, corpus=corpus)
     with pytest.raises(ModelNotTrained, match="another corpus"):
         so.load_or_fit(clf, SimpleNamespace(version="tfidf-4", oof_stack=oof[:-1]), _msg, corpus=corpus)
+
+
+class TestOnnxInt8:
+    """The service's engine: the int8 ONNX export run by ONNX Runtime."""
+
+    PROBE = ("bố đánh em", "hôm nay trời đẹp", "em muốn chết", "chú sờ em đau lắm", "chơi game giết boss vui")
+
+    def test_scores_follow_the_float32_model(self, trained_dir: Path) -> None:
+        from assistant.risk.transformer import ONNX_INT8_FILE
+
+        onnx = TransformerRiskClassifier(trained_dir, threads=1, engine="onnx-int8")
+        assert (trained_dir / ONNX_INT8_FILE).exists() and onnx.labels == list(LABELS)
+        full = TransformerRiskClassifier(trained_dir, threads=1)
+        probe = [_msg(t) for t in self.PROBE]
+        a, b = onnx.escalate_probabilities(probe), full.escalate_probabilities(probe)
+        # int8 weights and activations move the scores a little, not the ranking.
+        assert np.abs(a - b).max() < 0.05
+        assert np.argsort(a).tolist() == np.argsort(b).tolist()
+        assert onnx.assess(_msg("bố đánh em")).escalate == full.assess(_msg("bố đánh em")).escalate
+
+    def test_tokenizes_like_the_checkpoint_tokenizer(self, trained_dir: Path) -> None:
+        """`tokenizers` alone (no transformers at run time) gives the same ids, truncation included."""
+        from transformers import AutoTokenizer
+
+        onnx = TransformerRiskClassifier(trained_dir, threads=1, engine="onnx-int8")
+        reference = AutoTokenizer.from_pretrained(trained_dir, local_files_only=True)
+        long = " ".join(WORDS * 3)  # past max_length
+        for text in (*self.PROBE, long, "", "Em BỊ  đánh!!"):
+            text = onnx.meta.prefix + text
+            want = reference(text, truncation=True, max_length=onnx.meta.max_length)["input_ids"]
+            assert onnx.engine.tokenizer.encode(text).ids == want
+        assert len(onnx.engine.tokenizer.encode(long).ids) == onnx.meta.max_length
+
+    def test_export_is_made_once_and_redone_when_stale(self, trained_dir: Path) -> None:
+        from assistant.risk.transformer import ONNX_EXPORT_FILE, ONNX_INT8_FILE, ensure_onnx_int8
+
+        path = ensure_onnx_int8(trained_dir)
+        made = path.stat().st_mtime_ns
+        assert ensure_onnx_int8(trained_dir) == path and path.stat().st_mtime_ns == made  # current: kept
+        stamp = json.loads((trained_dir / ONNX_EXPORT_FILE).read_text())
+        stamp["format"] = -1  # an export from another recipe
+        (trained_dir / ONNX_EXPORT_FILE).write_text(json.dumps(stamp))
+        assert ensure_onnx_int8(trained_dir).stat().st_mtime_ns != made
+        (trained_dir / ONNX_EXPORT_FILE).write_text("{broken")
+        assert ensure_onnx_int8(trained_dir) == trained_dir / ONNX_INT8_FILE
+        assert json.loads((trained_dir / ONNX_EXPORT_FILE).read_text())["format"] >= 1
+
+    def test_runs_without_torch_once_exported(self, trained_dir: Path) -> None:
+        import subprocess
+        import sys
+
+        from assistant.risk.transformer import ensure_onnx_int8
+
+        ensure_onnx_int8(trained_dir)
+        code = (
+            "import sys\n"
+            "from assistant.risk.transformer import TransformerRiskClassifier\n"
+            "from assistant.text import NormalizedText\n"
+            f"clf = TransformerRiskClassifier({str(trained_dir)!r}, threads=1, engine='onnx-int8')\n"
+            "m = NormalizedText(original='bố đánh em', clean='bố đánh em', expanded='bố đánh em',"
+            " restored='bố đánh em', folded='bo danh em', style='diacritics')\n"
+            "print(clf.escalate_probabilities([m])[0])\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert 0.0 <= float(done.stdout.strip()) <= 1.0
+
+    def test_a_damaged_export_is_made_again(self, trained_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+        from assistant.risk.transformer import ONNX_INT8_FILE, ensure_onnx_int8
+
+        good = TransformerRiskClassifier(trained_dir, threads=1, engine="onnx-int8")
+        want = good.escalate_probabilities([_msg("bố đánh em")])
+        path = ensure_onnx_int8(trained_dir)
+        path.write_bytes(path.read_bytes()[:1000])  # cut short, the stamp still current
+        with caplog.at_level("WARNING", logger="assistant.risk.transformer"):
+            again = TransformerRiskClassifier(trained_dir, threads=1, engine="onnx-int8")
+        assert any("exporting again" in r.getMessage() for r in caplog.records)
+        assert (trained_dir / ONNX_INT8_FILE).stat().st_size > 1000
+        assert np.allclose(again.escalate_probabilities([_msg("bố đánh em")]), want)
+
+    def test_unknown_engine(self, trained_dir: Path) -> None:
+        with pytest.raises(ValueError, match="unknown transformer engine"):
+            TransformerRiskClassifier(trained_dir, engine="tpu")
