@@ -122,15 +122,19 @@ def e5_mean_pool_classifier() -> Any:
     return _model_classes()[0]
 
 
-def load_checkpoint(directory: Path) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) from ``directory``, offline."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    directory = Path(directory)
+def _require_checkpoint(directory: Path) -> Path:
     if not (directory / "config.json").exists():
         raise ModelNotTrained(
             f"no transformer checkpoint in {directory}: run `python -m assistant risk train-transformer`"
         )
+    return directory
+
+
+def load_checkpoint(directory: Path) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) from ``directory``, offline."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    directory = _require_checkpoint(Path(directory))
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
     cls = e5_mean_pool_classifier()
     if cls.__name__ in (getattr(config, "architectures", None) or []):
@@ -367,10 +371,7 @@ class TransformerRiskClassifier:
             raise ValueError(f"unknown transformer engine {engine!r}: one of {sorted(ENGINES)}")
         self.directory = Path(directory)
         self.meta = TransformerMeta.load(self.directory)
-        if not (self.directory / "config.json").exists():
-            raise ModelNotTrained(
-                f"no transformer checkpoint in {self.directory}: run `python -m assistant risk train-transformer`"
-            )
+        _require_checkpoint(self.directory)
         self.engine_name = engine
         self.engine = ENGINES[engine](self.directory, self.meta.max_length, threads)
         labels = self.engine.labels
