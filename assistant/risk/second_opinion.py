@@ -164,12 +164,13 @@ def load_or_fit(
     from assistant.risk.transformer import internal_split, targets
 
     directory = transformer.directory
+    engine = getattr(transformer, "engine_name", "")
     try:
         current = SecondOpinion.load(directory)
         if (current.tfidf_version, current.transformer_version, current.transformer_engine) == (
             tfidf.version,
             transformer.meta.version,
-            getattr(transformer, "engine_name", ""),
+            engine,
         ):
             return current
     except ModelNotTrained:
@@ -197,7 +198,7 @@ def load_or_fit(
         tfidf.version,
         transformer.meta.version,
     )
-    fitted.transformer_engine = getattr(transformer, "engine_name", "")
+    fitted.transformer_engine = engine
     fitted.metrics["fit_seconds"] = round(time.perf_counter() - started, 1)
     fitted.save(directory)
     log.info("risk second opinion fitted", extra=fitted.metrics)
