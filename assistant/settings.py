@@ -193,9 +193,12 @@ class RiskSettings(BaseModel):
     )
     second_opinion: Literal["auto", "off"] = Field(
         default="auto",
-        description="classifier=ensemble: with auto, a trained risk transformer (`python -m assistant risk "
-        "train-transformer`) gives a second opinion on messages the TF-IDF model finds plausible (int8 ONNX "
-        "export, one thread, ~15 ms each on a CPU without AVX-512; fewer false escalations). Without a trained transformer the ensemble runs alone.",
+        description=(
+            "classifier=ensemble: with auto, a trained risk transformer (`python -m assistant risk "
+            "train-transformer`) gives a second opinion on messages the TF-IDF model finds plausible "
+            "(int8 ONNX export, one thread, ~15 ms each on a CPU without AVX-512; fewer false "
+            "escalations). Without a trained transformer the ensemble runs alone."
+        ),
     )
 
 

@@ -4,7 +4,9 @@ The TF-IDF stacked head and the fine-tuned multilingual-e5-small
 (:mod:`assistant.risk.transformer`) make different mistakes. On the
 transformer's validation part of the train split (5,857 messages, batches 1-7),
 at 0.97 recall, the fitted combination falsely escalates 2.6% of the hard
-negatives against 4.9% for the stacked head alone (held-out figures: CHANGELOG).
+negatives against 4.9% for the stacked head alone; at 0.975, 3.1%; at 0.98 (where
+the threshold below sets it, held by text without diacritics), 3.9% (held-out
+figures: CHANGELOG).
 The transformer runs as an int8 ONNX export (``onnx-int8``); torch's own int8
 quantisation, used before, lost most of that gain (4.0%). Asking it costs
 ~15 ms per message on one core of a CPU without AVX-512 (less with VNNI)
@@ -13,7 +15,10 @@ finds a message plausible: ``p_stack >= gate``, where the gate keeps
 ``GATE_RECALL`` of the train split's positives out-of-fold. Above the gate a
 logistic combiner over both logits decides, with its threshold set for
 ``TARGET_OOF_RECALL`` over all the validation positives (those below the gate
-count as misses). Below the gate nothing changes.
+count as misses) and within each writing style and severity 4, as the stacked
+head's threshold is (format 2; format 1 held it overall only, and gave 0.966
+recall and 0.947 severity-4 recall on the held-out split, below the ensemble
+alone: an optional layer must not cost recall). Below the gate nothing changes.
 
 Fitted only on the train split: the combiner sees the TF-IDF head's out-of-fold
 scores (stored with the TF-IDF model) and the transformer's scores on its own
@@ -40,9 +45,12 @@ from assistant.risk.model import CORPUS_FILE, TARGET_OOF_RECALL, RiskModel, load
 log = logging.getLogger(__name__)
 
 SECOND_OPINION_FILE = "second_opinion.json"
-SECOND_OPINION_FORMAT = 1
+SECOND_OPINION_FORMAT = 2
 GATE_RECALL = 0.995
 """Share of the train split's positives (out-of-fold) whose stacked score reaches the gate."""
+MIN_SUBGROUP_POSITIVES = 200
+"""A subgroup (a writing style, severity 4) sets the threshold when the validation part
+holds at least this many of its positives (the stacked head uses 500 over the whole train split)."""
 _EPS = 1e-6
 
 
@@ -92,9 +100,15 @@ def fit_second_opinion(
     transformer_version: str,
     target_recall: float = TARGET_OOF_RECALL,
     seed: int = 13,
+    subgroups: dict[str, np.ndarray] | None = None,
 ) -> SecondOpinion:
     """Fit the gate (on every train message) and the combiner (on the transformer's
-    validation part: ``p_transformer[i]`` scores message ``val_index[i]``)."""
+    validation part: ``p_transformer[i]`` scores message ``val_index[i]``).
+
+    ``subgroups`` (boolean masks over every train message, e.g. one per writing
+    style and one for severity 4) hold the threshold to ``target_recall`` in each
+    of them too, as the stacked head's own threshold does, so that no kind of
+    message is left below the target."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
@@ -125,7 +139,14 @@ def fit_second_opinion(
     oof[above] = cross_val_predict(
         combiner(), z[above], y[above], cv=cv, groups=val_groups[above], method="predict_proba"
     )[:, 1]
-    threshold = threshold_for_recall(oof, y == 1, target_recall)
+    masks = {"all": np.ones(len(y), dtype=bool)}
+    for name, mask in (subgroups or {}).items():
+        if len(mask) != len(escalate):
+            raise ValueError(f"subgroup {name!r} must mark every train message")
+        mask = np.asarray(mask, dtype=bool)[val_index]
+        if (mask & (y == 1)).sum() >= MIN_SUBGROUP_POSITIVES:
+            masks[name] = mask
+    threshold = min(threshold_for_recall(oof, (y == 1) & mask, target_recall) for mask in masks.values())
     final = combiner().fit(z[above], y[above])
     escalated = oof >= threshold
     stack_alone = s >= threshold_for_recall(s, y == 1, target_recall)
@@ -139,6 +160,9 @@ def fit_second_opinion(
         "val_recall": round(float(escalated[y == 1].mean()), 4),
         "val_false_escalation_hard": fe(escalated),
         "val_false_escalation_hard_stack_alone": fe(stack_alone),
+        "val_recall_by_subgroup": {
+            name: round(float(escalated[(y == 1) & mask].mean()), 4) for name, mask in masks.items() if name != "all"
+        },
     }
     return SecondOpinion(
         gate=float(gate),
@@ -149,6 +173,15 @@ def fit_second_opinion(
         transformer_version=transformer_version,
         metrics=metrics,
     )
+
+
+def threshold_subgroups(examples: list[Any]) -> dict[str, np.ndarray]:
+    """Where the recall target must hold besides overall: each writing style and
+    severity 4 (imminent danger, whose recall the eval reports on its own)."""
+    styles = np.array([e.style for e in examples])
+    groups = {f"style:{v}": styles == v for v in sorted(set(styles)) if v}
+    groups["severity:4"] = np.array([e.severity >= 4 for e in examples])
+    return groups
 
 
 def load_or_fit(
@@ -197,6 +230,7 @@ def load_or_fit(
         np.array(group_names),
         tfidf.version,
         transformer.meta.version,
+        subgroups=threshold_subgroups(examples),
     )
     fitted.transformer_engine = engine
     fitted.metrics["fit_seconds"] = round(time.perf_counter() - started, 1)

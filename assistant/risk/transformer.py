@@ -284,7 +284,7 @@ class _TorchEngine:
             torch.set_num_threads(threads)
         self.model, self.tokenizer = load_checkpoint(directory)
         self.max_length = max_length
-        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        self.labels = _config_labels(directory)
 
     def logits(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         import torch

@@ -63,6 +63,33 @@ def test_fit_is_deterministic_and_validates_its_input() -> None:
         fit_second_opinion(d["stack"][:-1], *args[1:])
 
 
+def test_subgroups_hold_the_recall_target_each() -> None:
+    """A kind of message the scorers find harder (lower scores on its positives)
+    is held to the recall target on its own, not only overall."""
+    d = _synthetic(12000, seed=2)
+    rng = np.random.default_rng(3)
+    harder = rng.random(len(d["y"])) < 0.4
+    lowered = (d["y"] == 1) & harder
+    d["stack"][lowered] *= 0.7
+    d["transformer"][lowered] *= 0.5
+    args = (d["stack"], d["transformer"][d["val"]], d["val"], d["y"], d["hard"], d["groups"], "a", "b")
+    overall = fit_second_opinion(*args)
+    held = fit_second_opinion(*args, subgroups={"harder": harder, "tiny": harder & (rng.random(len(harder)) < 0.01)})
+    assert held.threshold < overall.threshold
+    assert overall.metrics["val_recall_by_subgroup"] == {}
+    assert set(held.metrics["val_recall_by_subgroup"]) == {"harder"}  # "tiny" has too few positives
+    assert held.metrics["val_recall_by_subgroup"]["harder"] >= 0.97
+    assert held.metrics["val_recall"] >= overall.metrics["val_recall"]
+    # What "harder" got without it: below the target (the test is not vacuous).
+    above = d["stack"][d["val"]] >= overall.gate
+    combined = np.array([overall.combine(s, t) for s, t in zip(d["stack"][d["val"]], d["transformer"][d["val"]],
+                                                                strict=True)])
+    positives = (d["y"][d["val"]] == 1) & harder[d["val"]]
+    assert ((combined >= overall.threshold) & above)[positives].mean() < 0.97
+    with pytest.raises(ValueError, match="every train message"):
+        fit_second_opinion(*args, subgroups={"short": harder[:-1]})
+
+
 def test_saved_and_loaded(tmp_path: Path) -> None:
     opinion = SecondOpinion(gate=0.1, coef=[0.6, 0.3], intercept=-0.2, threshold=0.4, tfidf_version="a",
                             transformer_version="b", metrics={"val_recall": 0.97})
