@@ -36,7 +36,7 @@ from assistant.text import AccentRestorer, NormalizedText, load_or_train, normal
 from assistant.text.accents import ARTIFACT_VERSION as ACCENT_ARTIFACT_VERSION
 from escalation import audit as escalation_audit
 from escalation.service import EscalationService
-from knowledge_base.embedders import make_embedder
+from knowledge_base.embedders import Embedder, make_embedder
 from knowledge_base.index import KnowledgeIndex
 
 log = logging.getLogger(__name__)
@@ -167,13 +167,18 @@ def load_second_opinion(
     return transformer, opinion
 
 
-def make_index(settings: Settings, restorer: AccentRestorer) -> KnowledgeIndex:
-    embedder = make_embedder(
-        settings.retrieval.embedder, settings.retrieval.model_dir, settings.retrieval.embed_threads
+def settings_embedder(settings: Settings) -> Embedder:
+    """The configured embedder (the e5 export lives in ``<models_dir>/embedder/``)."""
+    retrieval = settings.retrieval
+    return make_embedder(
+        retrieval.embedder, retrieval.model_dir, retrieval.embed_threads, cache_dir=settings.models_dir / "embedder"
     )
+
+
+def make_index(settings: Settings, restorer: AccentRestorer) -> KnowledgeIndex:
     return KnowledgeIndex(
         settings.index_dir,
-        embedder,
+        settings_embedder(settings),
         settings.knowledge_base_dir,
         settings.retrieval.chroma_url,
         normalizer=lambda text: normalize(text, restorer),

