@@ -28,7 +28,8 @@ def current_export(target: Path, stamp_file: Path, stamp: dict[str, Any]) -> boo
 
 
 def export_onnx(
-    module: Any, target: Path, output_name: str, stamp_file: Path, stamp: dict[str, Any], int8: bool
+    module: Any, target: Path, output_name: str, stamp_file: Path, stamp: dict[str, Any], int8: bool,
+    int8_embedding_only: bool = False,
 ) -> Path:
     """Export ``module(input_ids, attention_mask) -> output_name`` to ``target``
     (batch and token axes dynamic, opset 17), then write ``stamp`` to ``stamp_file``.
@@ -36,8 +37,11 @@ def export_onnx(
     With ``int8``, ONNX Runtime's dynamic quantisation stores the weights, the
     embedding table included, in int8 (per channel, 7-bit range: no saturation in
     the u8 x s8 products of CPUs without VNNI, so every CPU computes alike);
-    activations are quantised per call. The file is written beside ``target`` and
-    moved into place, so a crash never leaves half a model under its name."""
+    activations are quantised per call. With ``int8_embedding_only``, only the
+    embedding tables (the ``Gather`` inputs) are stored in int8, per tensor, and
+    looked up in float32: the file is half the size and the matrix products stay
+    float32 and as fast. The file is written beside ``target`` and moved into
+    place, so a crash never leaves half a model under its name."""
     import torch
 
     target = Path(target)
@@ -61,11 +65,14 @@ def export_onnx(
                 opset_version=17,
             )
         made = float_path
-        if int8:
+        if int8 or int8_embedding_only:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             made = Path(tmp) / "model.int8.onnx"
-            quantize_dynamic(float_path, made, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+            if int8:
+                quantize_dynamic(float_path, made, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+            else:
+                quantize_dynamic(float_path, made, weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"])
         made.replace(target)
     tmp_stamp = Path(stamp_file).with_suffix(".tmp")
     tmp_stamp.write_text(json.dumps(stamp, indent=2), encoding="utf-8")
