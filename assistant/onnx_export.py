@@ -11,10 +11,16 @@ the file needs neither.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+Quantize = Literal["none", "all", "embedding"]
 
 
 def current_export(target: Path, stamp_file: Path, stamp: dict[str, Any]) -> bool:
@@ -28,19 +34,18 @@ def current_export(target: Path, stamp_file: Path, stamp: dict[str, Any]) -> boo
 
 
 def export_onnx(
-    module: Any, target: Path, output_name: str, stamp_file: Path, stamp: dict[str, Any], int8: bool,
-    int8_embedding_only: bool = False,
+    module: Any, target: Path, output_name: str, stamp_file: Path, stamp: dict[str, Any], quantize: Quantize
 ) -> Path:
     """Export ``module(input_ids, attention_mask) -> output_name`` to ``target``
     (batch and token axes dynamic, opset 17), then write ``stamp`` to ``stamp_file``.
 
-    With ``int8``, ONNX Runtime's dynamic quantisation stores the weights, the
+    ``quantize="all"``: ONNX Runtime's dynamic quantisation stores the weights, the
     embedding table included, in int8 (per channel, 7-bit range: no saturation in
     the u8 x s8 products of CPUs without VNNI, so every CPU computes alike);
-    activations are quantised per call. With ``int8_embedding_only``, only the
-    embedding tables (the ``Gather`` inputs) are stored in int8, per tensor, and
-    looked up in float32: the file is half the size and the matrix products stay
-    float32 and as fast. The file is written beside ``target`` and moved into
+    activations are quantised per call. ``"embedding"``: only the embedding tables
+    (the ``Gather`` inputs) are stored in int8, per tensor, and looked up in
+    float32: the file is half the size and the matrix products stay float32 and as
+    fast. ``"none"``: all float32. The file is written beside ``target`` and moved into
     place, so a crash never leaves half a model under its name."""
     import torch
 
@@ -65,11 +70,11 @@ def export_onnx(
                 opset_version=17,
             )
         made = float_path
-        if int8 or int8_embedding_only:
+        if quantize != "none":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             made = Path(tmp) / "model.int8.onnx"
-            if int8:
+            if quantize == "all":
                 quantize_dynamic(float_path, made, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
             else:
                 quantize_dynamic(float_path, made, weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"])
@@ -78,3 +83,26 @@ def export_onnx(
     tmp_stamp.write_text(json.dumps(stamp, indent=2), encoding="utf-8")
     tmp_stamp.replace(stamp_file)
     return target
+
+
+def open_session(ensure: Callable[[], Path], stamp_file: Path, threads: int, error: type[Exception]) -> Any:
+    """An ONNX Runtime session (CPU, ``threads`` intra-op threads) over ``ensure()``'s file.
+
+    A damaged export (a disk error, a copy cut short) is made again once: its stamp
+    is removed and ``ensure`` called again. If that one fails too, ``error`` is raised."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    path = ensure()
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors derive from Exception only
+        log.warning("ONNX export unreadable, exporting again", extra={"path": str(path), "error": str(exc)})
+        Path(stamp_file).unlink(missing_ok=True)
+        path = ensure()
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as again:  # noqa: BLE001
+            raise error(f"{path}: ONNX Runtime cannot load the export: {again}") from again

