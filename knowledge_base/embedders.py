@@ -131,7 +131,7 @@ def ensure_e5_onnx(directory: Path) -> Path:
 
 
 class OnnxE5Embedder:
-    """multilingual-e5-small (float32) through ONNX Runtime; see :func:`ensure_e5_onnx`."""
+    """multilingual-e5-small (float32 products, int8 token table) through ONNX Runtime; see :func:`ensure_e5_onnx`."""
 
     name = "e5-small-onnx-fp32-emb8"
     dim = 384
