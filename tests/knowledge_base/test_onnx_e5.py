@@ -126,6 +126,15 @@ def test_a_stale_or_damaged_export_is_made_again(
     assert json.loads((copy / E5_ONNX_STAMP).read_text()) == stamp
 
 
+def test_a_missing_tokenizer_is_made_again(export_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "embedder"
+    shutil.copytree(export_dir, copy)
+    (copy / "tokenizer.json").unlink()
+    ensure_e5_onnx(copy)
+    assert (copy / "tokenizer.json").exists()
+    assert OnnxE5Embedder(copy).embed_queries(QUESTIONS[:1]).shape == (1, 384)
+
+
 def test_make_embedder_needs_a_directory_for_the_export(tmp_path: Path) -> None:
     with pytest.raises(EmbedderError, match="cache_dir"):
         make_embedder("e5-onnx")
