@@ -27,7 +27,7 @@ from assistant.errors import AssistantError
 from assistant.logs import configure_logging, request_id_var
 from assistant.privacy.routes import router as privacy_router
 from assistant.ratelimit import MAX_BODY_BYTES, RateLimitMiddleware, limiter_for, send_json, too_large_body
-from assistant.services import Services, build_services
+from assistant.services import Services, build_services, settle_heap
 from assistant.settings import Settings
 from assistant.web import router as web_router
 from escalation.api import router as escalation_router
@@ -117,8 +117,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         # Blocking endpoints (the chat pipeline, database work) run in at most this many
-        # threads at once; anyio's default is 40. Under overload, fewer threads queue
-        # requests in order instead of letting some of them wait far longer than others.
+        # threads at once (default 4; anyio's is 40). Fewer threads queue requests in
+        # order instead of making them all fight over the interpreter lock.
         to_thread.current_default_thread_limiter().total_tokens = settings.server.request_threads
         app.state.services = services or build_services(settings, prepare=prepare)
         if app.state.services.channels is not None:
@@ -127,9 +127,15 @@ def create_app(
         # `serve` (and so `make run`) runs the delivery worker as a background thread
         # when escalation.worker_in_serve is on; more workers: `python -m assistant worker`.
         worker = _start_worker(app.state.services) if run_worker else None
+        stop_gc_watch = None
+        if owned:  # the serving process (tests share services and many apps)
+            log.info("start-up heap settled", extra={"frozen_objects": settle_heap()})
+            stop_gc_watch = app.state.services.metrics.watch_gc()
         try:
             yield
         finally:
+            if stop_gc_watch is not None:
+                stop_gc_watch()
             if worker is not None:
                 worker.close()
             if owned:

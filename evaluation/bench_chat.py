@@ -41,6 +41,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -622,19 +623,28 @@ def alias_map(content_dir: Path) -> dict[str, str]:
 
 
 def scrape_stages(url: str) -> dict[str, tuple[float, float]]:
-    """``(sum, count)`` of the service's pipeline-stage and chat-request histograms (``/metrics``)."""
-    import re
-
+    """``(sum, count)`` of the service's pipeline-stage and chat-request histograms and of its
+    SQLite write lock's waits and holds (``/metrics``)."""
     try:
         text = httpx.get(url + "/metrics", timeout=10).text
     except httpx.HTTPError:
         return {}
+    return parse_stages(text)
+
+
+def parse_stages(text: str) -> dict[str, tuple[float, float]]:
+    """``scrape_stages`` of one ``/metrics`` text."""
     out: dict[str, list[float]] = {}
     for m in re.finditer(r'^assistant_pipeline_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$', text, re.M):
         out.setdefault(m.group(2), [0.0, 0.0])[m.group(1) == "count"] += float(m.group(3))
     pattern = r'^assistant_http_request_seconds_(sum|count)\{method="POST",route="/api/v1/chat",status="\d+"\} (\S+)$'
     for m in re.finditer(pattern, text, re.M):
         out.setdefault("request", [0.0, 0.0])[m.group(1) == "count"] += float(m.group(2))
+    # SQLite's write lock (every write transaction takes it in turn): mean wait and hold per write.
+    lock = dict(re.findall(r"^assistant_sqlite_write_lock_(\w+)_total (\S+)$", text, re.M))
+    if "acquisitions" in lock:
+        for name in ("wait", "held"):
+            out[f"write_lock_{name}"] = [float(lock[f"{name}_seconds"]), float(lock["acquisitions"])]
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 

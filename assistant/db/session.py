@@ -56,6 +56,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,12 +90,31 @@ class WriteLock:
         self._owner: int | None = None
         self._depth = 0
         self._waiters: deque[tuple[int, threading.Event]] = deque()
+        # Totals since start (``stats``): the writes of a busy service queue here.
+        self._acquisitions = 0
+        self._wait_seconds = 0.0
+        self._held_seconds = 0.0
+        self._held_since = 0.0
+
+    def _granted(self, asked_at: float) -> None:
+        """Count one outermost acquisition (with ``_mutex`` held)."""
+        now = time.perf_counter()
+        self._acquisitions += 1
+        self._wait_seconds += now - asked_at
+        self._held_since = now
+
+    def stats(self) -> tuple[int, float, float]:
+        """(acquisitions, seconds spent waiting for the lock, seconds it was held), since start."""
+        with self._mutex:
+            return self._acquisitions, self._wait_seconds, self._held_seconds
 
     def acquire(self, timeout: float | None = None) -> bool:
         me = threading.get_ident()
+        asked_at = time.perf_counter()
         with self._mutex:
             if self._owner is None and not self._waiters:
                 self._owner, self._depth = me, 1
+                self._granted(asked_at)
                 return True
             if self._owner == me:
                 self._depth += 1
@@ -102,9 +122,12 @@ class WriteLock:
             turn = (me, threading.Event())
             self._waiters.append(turn)
         if turn[1].wait(timeout):
+            with self._mutex:
+                self._granted(asked_at)
             return True
         with self._mutex:
             if turn[1].is_set():  # handed over just as the wait timed out
+                self._granted(asked_at)
                 return True
             self._waiters.remove(turn)
             return False
@@ -116,6 +139,7 @@ class WriteLock:
             self._depth -= 1
             if self._depth:
                 return
+            self._held_seconds += time.perf_counter() - self._held_since
             if self._waiters:
                 owner, wake = self._waiters.popleft()
                 self._owner, self._depth = owner, 1

@@ -223,7 +223,7 @@ def test_sqlite_pool_covers_the_server_threads(tmp_path: Path) -> None:
     try:
         pool = db.engine.pool
         assert isinstance(pool, sa.pool.QueuePool)
-        assert pool.size() >= 40 + 2  # anyio's 40 threads and the background workers
+        assert pool.size() >= 40 + 2  # up to 40 request threads and the background workers
     finally:
         db.dispose()
 
@@ -263,3 +263,36 @@ def test_in_memory_sqlite_has_no_write_lock() -> None:
             assert s.scalar(sa.text("SELECT 1")) == 1
     finally:
         db.dispose()
+
+
+def test_write_lock_counts_its_waits_and_holds_for_the_metrics(sqlite_db: Database) -> None:
+    from assistant.metrics import Metrics
+
+    db = sqlite_db
+    lock = sqlite_write_lock(db.engine)
+    assert lock is not None
+    metrics = Metrics()
+    metrics.watch_write_lock(lock)
+    before = lock.stats()
+    try:
+        with db.session() as first:
+            first.add(_conversation())
+            first.flush()  # takes the lock
+            waiter = threading.Thread(target=lambda: _write_one(db), daemon=True)
+            waiter.start()
+            time.sleep(0.2)  # the second writer waits this long behind the first
+        waiter.join(10)
+    finally:
+        db.dispose()
+    acquisitions, waited, held = (after - b for after, b in zip(lock.stats(), before, strict=True))
+    assert acquisitions == 2
+    assert 0.15 <= waited < 5 and 0.15 <= held < 5
+    sample = metrics.registry.get_sample_value
+    assert sample("assistant_sqlite_write_lock_acquisitions_total") == lock.stats()[0]
+    assert sample("assistant_sqlite_write_lock_wait_seconds_total") == pytest.approx(lock.stats()[1])
+    assert sample("assistant_sqlite_write_lock_held_seconds_total") == pytest.approx(lock.stats()[2])
+
+
+def _write_one(db: Database) -> None:
+    with db.session() as s:
+        s.add(_conversation())

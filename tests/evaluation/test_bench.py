@@ -105,3 +105,24 @@ def test_cpu_seconds_counts_this_process_and_ignores_missing_ones() -> None:
     after = cpu_seconds([os.getpid()])
     assert after - before >= 0.1
     assert cpu_seconds([2**22 + 12345]) == 0.0  # no such process
+
+
+def test_stage_means_read_the_services_metrics_and_write_lock() -> None:
+    from assistant.db.session import WriteLock
+    from assistant.metrics import Metrics
+    from evaluation.bench_chat import parse_stages, stage_means
+
+    metrics, lock = Metrics(), WriteLock()
+    metrics.watch_write_lock(lock)
+    before = parse_stages(metrics.render().decode())
+    metrics.observe_stage("risk", 0.002)
+    metrics.observe_stage("risk", 0.004)
+    for _ in range(2):
+        assert lock.acquire()
+        lock.release()
+    after = parse_stages(metrics.render().decode())
+    means = stage_means(before, after)
+    assert means["risk"] == 3.0
+    acquisitions, waited, held = lock.stats()
+    assert acquisitions == 2 and after["write_lock_held"] == pytest.approx((held, 2.0))
+    assert means["write_lock_wait"] == round(waited / 2 * 1000, 2) and "write_lock_held" in means
