@@ -90,20 +90,26 @@ def test_threads_embed_at_once(export_dir: Path) -> None:
     assert all(g is not None and np.abs(g - e).max() < 1e-5 for g, e in zip(got, expected, strict=True))
 
 
+def _embed_without_torch(directory: Path, timeout: float) -> None:
+    """Embed one query in a new Python process through ``directory``'s export; that
+    process must never have imported torch or transformers."""
+    code = (
+        "import sys\n"
+        "from knowledge_base.embedders import OnnxE5Embedder\n"
+        f"print(OnnxE5Embedder({str(directory)!r}).embed_queries(['em bi doa tren mang']).shape)\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 384)"
+
+
 def test_the_export_is_reused_and_runs_without_torch(export_dir: Path) -> None:
     stamp = (export_dir / E5_ONNX_STAMP).read_text()
     made = (export_dir / E5_ONNX_FILE).stat().st_mtime_ns
     assert ensure_e5_onnx(export_dir) == export_dir / E5_ONNX_FILE
     assert (export_dir / E5_ONNX_FILE).stat().st_mtime_ns == made and (export_dir / E5_ONNX_STAMP).read_text() == stamp
-    code = (
-        "import sys\n"
-        "from knowledge_base.embedders import OnnxE5Embedder\n"
-        f"print(OnnxE5Embedder({str(export_dir)!r}).embed_queries(['em bi doa tren mang']).shape)\n"
-        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "(1, 384)"
+    _embed_without_torch(export_dir, timeout=120)
 
 
 def test_a_stale_or_damaged_export_is_made_again(
@@ -148,15 +154,7 @@ def test_make_embedder_needs_a_directory_for_the_export(tmp_path: Path) -> None:
 def test_a_serving_process_makes_the_export_in_a_child(export_dir: Path, tmp_path: Path) -> None:
     """The service's first start makes the export without importing torch itself."""
     fresh = tmp_path / "embedder"
-    code = (
-        "import sys\n"
-        "from knowledge_base.embedders import OnnxE5Embedder\n"
-        f"print(OnnxE5Embedder({str(fresh)!r}).embed_queries(['em bi doa tren mang']).shape)\n"
-        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "(1, 384)"
+    _embed_without_torch(fresh, timeout=600)  # the export is made on the way
     assert (fresh / E5_ONNX_STAMP).read_text() == (export_dir / E5_ONNX_STAMP).read_text()
     made = OnnxE5Embedder(fresh).embed_queries(QUESTIONS)
     assert np.abs(made - OnnxE5Embedder(export_dir).embed_queries(QUESTIONS)).max() < 1e-5
