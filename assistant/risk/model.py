@@ -76,7 +76,7 @@ message only reaches severity 4 once escalated, so its end-to-end recall is the
 product of both (0.975 x 0.97 left the held-out severity-4 recall at 0.947-0.951,
 below the 0.95 target). Chosen on out-of-fold scores of the train split: 0.97 ->
 threshold 0.128, 97.4% recalled, 9.8% of severity-3 escalations rated 4 (teen code
-0.968, the binding style); 0.98 per style -> ~0.075, 98.5%, ~14%. Rating a
+0.968, the binding style); 0.98 per style -> 0.071, 98.6%, ~15%. Rating a
 severity-3 disclosure as imminent costs a 113/115 line in the reply and an urgent
 report; missing an imminent one costs the child those."""
 MIN_SUBGROUP_POSITIVES = 500
