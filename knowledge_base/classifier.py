@@ -32,7 +32,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from assistant.tfidf import tfidf_transform
+from assistant.tfidf import SparseRow, tfidf_row, tfidf_transform
 from knowledge_base.articles import Article, corpus_hash
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,8 @@ class ArticleClassifier:
     def probabilities(self, folded_query: str) -> np.ndarray:
         """``predict_proba`` of the fitted model, without scikit-learn's per-call input
         checks (a softmax over one sparse-dense product; equality is tested)."""
-        logits = np.asarray(self._features([folded_query]) @ self._coef_t)[0] + self._model.intercept_
+        row = SparseRow.hstack([tfidf_row(self._words, folded_query), tfidf_row(self._chars, folded_query)])
+        logits = row.dot(self._coef_t) + self._model.intercept_
         if logits.shape[0] == 1:  # two articles: scikit-learn fits one binary head
             logits = np.array([0.0, logits[0]])
         logits -= logits.max()

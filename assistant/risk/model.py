@@ -61,7 +61,7 @@ from assistant.risk.base import ModelNotTrained, RiskAssessment
 from assistant.risk.rules import RulesRiskClassifier
 from assistant.risk.taxonomy import CATEGORIES, HIGH_CATEGORIES, MODERATE_CATEGORIES
 from assistant.text import NormalizedText, has_diacritics
-from assistant.tfidf import tfidf_transform
+from assistant.tfidf import SparseRow, tfidf_row, tfidf_transform
 
 log = logging.getLogger(__name__)
 
@@ -218,18 +218,29 @@ class RiskModel:
             format="csr",
         )
 
+    def row(self, item: RiskInput) -> SparseRow:
+        """``features([item])`` as one :class:`SparseRow` (the same columns and values)."""
+        text, fold = item
+        return SparseRow.hstack(
+            [tfidf_row(self.char_vec, text), tfidf_row(self.word_vec, text), tfidf_row(self.fold_vec, fold)]
+        )
+
     def predict(
         self, inputs: Sequence[RiskInput], rule_features: Sequence[Sequence[float]] | None = None
     ) -> list[dict[str, Any]]:
         """Scores for ``inputs`` (see :func:`risk_inputs`). With the rules' features
         of the same messages, ``p_stack`` (the ensemble's head) is included."""
-        x = self.features(inputs)
         heads = self.heads()
-        decision = heads.decisions(x)
+        if len(inputs) == 1:  # the service's case: no sparse matrix at all
+            decision = heads.decisions_row(self.row(inputs[0]))
+        else:
+            decision = heads.decisions(self.features(inputs))
+        n = decision.shape[0]
         p_esc = heads.calibrated(decision, "escalate")
         p_imm = heads.calibrated(decision, "imminent")
-        cats = {c: expit(decision[:, j]) for c, j in heads.categories.items()}
-        p_stack: list[float | None] = [None] * x.shape[0]
+        probs = expit(decision[:, list(heads.categories.values())])  # one call for every category
+        cats = {c: probs[:, k] for k, c in enumerate(heads.categories)}
+        p_stack: list[float | None] = [None] * n
         if rule_features is not None:
             z = np.column_stack([decision[:, heads.base], np.asarray(rule_features, dtype=float)])
             p_stack = [float(v) for v in expit(z @ self.stack_clf.coef_[0] + self.stack_clf.intercept_[0])]
@@ -240,7 +251,7 @@ class RiskModel:
                 "p_imminent": float(p_imm[i]),
                 "categories": {c: float(v[i]) for c, v in cats.items()},
             }
-            for i in range(x.shape[0])
+            for i in range(n)
         ]
 
 
@@ -273,6 +284,11 @@ class FusedHeads:
 
     def decisions(self, x: sparse.csr_matrix) -> np.ndarray:
         out: np.ndarray = np.asarray(x @ self.weights) + self.intercepts
+        return out
+
+    def decisions_row(self, row: SparseRow) -> np.ndarray:
+        """``decisions`` of one message's :class:`SparseRow`: a ``(1, heads)`` array."""
+        out: np.ndarray = (row.dot(self.weights) + self.intercepts)[None, :]
         return out
 
     def calibrated(self, decision: np.ndarray, name: str) -> np.ndarray:

@@ -21,7 +21,7 @@ from assistant.text.normalize import (
     nfc,
     normalize_tone_marks,
 )
-from assistant.text.teencode import count_teencode, expand_teencode
+from assistant.text.teencode import count_teencode, expand_and_count_teencode
 from assistant.text.tokens import SYLLABLE_RE
 
 if TYPE_CHECKING:
@@ -67,20 +67,25 @@ def diacritic_share(text: str) -> float:
 def writing_style(text: str) -> WritingStyle:
     """How ``text`` is written: with diacritics, without, or in teen code."""
     clean = normalize_tone_marks(nfc(text))
+    return _style(clean, count_teencode(clean), diacritic_share(clean))
+
+
+def _style(clean: str, teen: int, share: float) -> WritingStyle:
+    """The style of cleaned text with ``teen`` teen-code tokens and ``share`` of syllables with diacritics."""
     words = [w for w in clean.split() if any(ch.isalnum() for ch in w)]
-    teen = count_teencode(clean)
     if teen >= _TEEN_MIN_TOKENS or (words and teen / len(words) >= _TEEN_MIN_SHARE):
         return "teencode"
-    return "diacritics" if diacritic_share(clean) >= DIACRITICS_MIN_SHARE else "no_diacritics"
+    return "diacritics" if share >= DIACRITICS_MIN_SHARE else "no_diacritics"
 
 
 def normalize(text: str, restorer: AccentRestorer | None = None) -> NormalizedText:
     """Clean, expand teen code, restore accents (with ``restorer``) and fold ``text``."""
     clean = normalize_tone_marks(nfc(text))
-    style = writing_style(clean)
-    expanded = expand_teencode(clean)
+    expanded, teen = expand_and_count_teencode(clean)  # one pass for both
+    share = diacritic_share(clean)
+    style = _style(clean, teen, share)
     restored = expanded
-    if restorer is not None and diacritic_share(clean) < DIACRITICS_MIN_SHARE:
+    if restorer is not None and share < DIACRITICS_MIN_SHARE:
         restored = normalize_tone_marks(restorer.restore(expanded))
     return NormalizedText(
         original=text,

@@ -849,3 +849,8 @@ def expand_teencode(text: str) -> str:
 def count_teencode(text: str) -> int:
     """Number of tokens :func:`expand_teencode` would replace."""
     return _expand(text)[1]
+
+
+def expand_and_count_teencode(text: str) -> tuple[str, int]:
+    """``(expand_teencode(text), count_teencode(text))`` in one pass."""
+    return _expand(text)

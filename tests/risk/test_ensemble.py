@@ -157,6 +157,43 @@ def test_fast_tfidf_gives_exactly_the_vectors_scikit_learn_gives(services: Any) 
         assert fast.nnz > 0
 
 
+def test_one_row_tfidf_gives_exactly_the_vectors_scikit_learn_gives(services: Any) -> None:
+    from assistant.tfidf import tfidf_row
+
+    model = services.classifier.model.model
+    texts = ["em không muốn sống nữa", "", "cach trong rau muong 🌱", "ông ấy bảo em giữ bí mật nhé", "a b c d e " * 40,
+             "em khong muon song nua"]
+    for vec in (model.char_vec, model.word_vec, model.fold_vec):
+        for text in texts:
+            row = tfidf_row(vec, text)
+            slow = vec.transform([text])
+            assert row.values.dtype == slow.dtype and row.width == slow.shape[1]
+            assert row.indices.tolist() == slow.indices.tolist()
+            assert row.values.tolist() == slow.data.tolist()
+            assert (row.to_csr() != slow).nnz == 0
+        assert any(tfidf_row(vec, text).indices.size for text in texts)
+
+
+def test_one_message_is_scored_as_in_a_batch(services: Any) -> None:
+    """The service scores one message without sparse matrices; a batch (the eval,
+    training) goes through them. Both give the same scores."""
+    from assistant.risk.model import risk_inputs
+
+    model = services.classifier.model.model
+    texts = ["em không muốn sống nữa", "", "a kia cho e kc r doi e gui anh", "giết boss khó chết mất", "bố đánh em"]
+    inputs = [risk_inputs(services.pipeline.stage("normalize").normalize(t)) for t in texts]
+    rule_features = [[0.0] * (len(model.stack_clf.coef_[0]) - 1)] * len(inputs)
+    batch = model.predict(inputs, rule_features)
+    for i, item in enumerate(inputs):
+        one = model.predict([item], [rule_features[i]])[0]
+        for key in ("p_escalate", "p_stack", "p_imminent"):
+            assert one[key] == pytest.approx(batch[i][key], rel=1e-12, abs=1e-15)
+        assert one["categories"].keys() == batch[i]["categories"].keys()
+        for category, value in one["categories"].items():
+            assert value == pytest.approx(batch[i]["categories"][category], rel=1e-12, abs=1e-15)
+    assert len({round(b["p_escalate"], 6) for b in batch}) > 1
+
+
 def test_a_weak_rule_the_model_overrules_still_flags_for_follow_up(services: Any) -> None:
     """A weak rule hit that the stacked head does not confirm is kept at severity 2
     with the rule's reason (counselor follow-up), never dropped; a confirmed one

@@ -44,6 +44,16 @@ class TestNormalizeWithoutRestorer:
         assert result.folded == "em khong biet lam gi, thuy hoa"
         assert result.style == "teencode"
 
+    def test_style_is_writing_style(self) -> None:
+        texts = {
+            "Em bị người lạ đe doạ.": "diacritics",
+            "toi muon doi mat khau": "no_diacritics",
+            "e ko bit lm j": "teencode",
+            "Hôm nay em đi học về thì thấy có tin nhắn lạ, ko biết của ai": "diacritics",
+        }
+        for text, style in texts.items():
+            assert normalize(text).style == writing_style(text) == style
+
     def test_plain_vietnamese_passes_through(self) -> None:
         text = "Em bị người lạ đe doạ."
         result = normalize(text)

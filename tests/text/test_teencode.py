@@ -10,7 +10,7 @@ import pytest
 from assistant.text import expand_teencode, load_teencode, normalize_tone_marks
 from assistant.text.accents import default_lexicon
 from assistant.text.normalize import has_diacritics, is_vietnamese_syllable
-from assistant.text.teencode import TeencodeError, _parse, count_teencode
+from assistant.text.teencode import TeencodeError, _parse, count_teencode, expand_and_count_teencode
 from assistant.text.tokens import SYLLABLE_RE
 
 
@@ -201,6 +201,11 @@ class TestExpansion:
     def test_count(self) -> None:
         assert count_teencode("e ko bit lm j") == 5
         assert count_teencode("") == 0
+
+    def test_one_pass_gives_the_expansion_and_the_count(self) -> None:
+        for text in ("e ko bit lm j", "", "Em bị người lạ đe doạ", "ng ta nạp thẻ cho e r h đòi e trả ơn"):
+            assert expand_and_count_teencode(text) == (expand_teencode(text), count_teencode(text))
+        assert expand_and_count_teencode("e ko bit lm j")[1] == 5
 
 
 def test_runs_of_teen_letters_are_not_a_letter_list() -> None:
