@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 GROOMING_CUES: dict[str, re.Pattern[str]] = {
     "secrecy": re.compile(
-        r"\b(?:dung|khong duoc|cam|dung co)\s+(?:\w+\s+){0,2}(?:noi|ke|cho)\s+(?:\w+\s+){0,2}(?:bo me|ba me|bo|me|ai|nguoi lon|thay co|gia dinh)"
+        r"\b(?:dung|khong duoc|(?<!nhay )cam|dung co)\s+(?:\w+\s+){0,2}(?:noi|ke|cho)\s+(?:\w+\s+){0,2}(?:bo me|ba me|bo|me|ai|nguoi lon|thay co|gia dinh)"
         r"|\bbi mat (?:cua )?(?:hai|2) (?:dua|anh em|chung ta|ta)|\bchuyen rieng (?:cua )?(?:hai|2|chung ta)|\bgiu bi mat\b|\bxoa (?:het )?tin nhan\b"
     ),
     "gifts": re.compile(

@@ -43,3 +43,12 @@ def test_announced_disclosure_is_remembered() -> None:
 def test_no_cues_in_ordinary_chat() -> None:
     assert grooming_cues(normalize("hôm nay em đi học vui lắm").folded) == set()
     assert conversation_signals(folded("chào", "làm sao đổi mật khẩu")).grooming_severity == 0
+
+
+def test_nhay_cam_is_not_a_ban_on_telling() -> None:
+    """"cấm" (forbid) folds to "cam", as does the second syllable of "nhạy cảm" (sensitive)."""
+    assert "secrecy" in grooming_cues(normalize("anh ấy cấm nói cho bố mẹ").folded)
+    assert "secrecy" in grooming_cues(normalize("a ay cam ke cho ai").folded)
+    parent = "Tôi muốn nói với cháu chuyện không gửi ảnh nhạy cảm cho ai nhưng ngại quá, nên bắt đầu thế nào?"
+    assert "secrecy" not in grooming_cues(normalize(parent).folded)
+    assert "secrecy" not in grooming_cues(normalize("khong gui anh nhay cam cho bat ky ai").folded)
