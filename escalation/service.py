@@ -159,8 +159,10 @@ class EscalationService:
             self._record_answers(session, report, message)
 
     def _lock_conversation(self, session: Session, conversation_id: str) -> None:
-        # PostgreSQL: serialise disclosures of one conversation (SQLite serialises writers anyway).
-        session.execute(select(Conversation.id).where(Conversation.id == conversation_id).with_for_update())
+        # PostgreSQL: serialise disclosures of one conversation. SQLite serialises
+        # writers anyway (and ignores FOR UPDATE): no statement there.
+        if session.get_bind().dialect.name != "sqlite":
+            session.execute(select(Conversation.id).where(Conversation.id == conversation_id).with_for_update())
 
     def _open_report(self, session: Session, conversation_id: str) -> TipReportRow | None:
         return session.scalar(select(TipReportRow).where(TipReportRow.open_conversation_id == conversation_id))
