@@ -10,7 +10,6 @@ import gc
 import hashlib
 import json
 import logging
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from typing import Any
 from assistant.auth import AuthService
 from assistant.channels.registry import build_channel_service
 from assistant.channels.service import ChannelService
+from assistant.child import child_detail, run_child
 from assistant.conversations import ChatService
 from assistant.db import Database
 from assistant.db.session import sqlite_write_lock
@@ -169,18 +169,10 @@ def risk_model_in_child(
     path = model_path(models_dir, corpus_digest(CORPUS_FILE, risk_text_version(restorer)))
     if not path.exists():
         log.info("training the risk model in a child process (minutes)", extra={"path": str(path)})
-        try:
-            done = subprocess.run(  # noqa: S603 - this interpreter, fixed code, path arguments
-                train_risk_model_command(models_dir, knowledge_base_dir), capture_output=True, text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ModelNotTrained(f"training the risk model took over {timeout:.0f} s") from exc
-        if done.returncode != 0 or not path.exists():
-            detail = (done.stderr or done.stdout).strip()[-1500:]
-            raise ModelNotTrained(
-                f"training the risk model in a child process left no {path} (exit {done.returncode}): {detail}"
-            )
+        what = f"training the risk model in a child process (into {path})"
+        done = run_child(train_risk_model_command(models_dir, knowledge_base_dir), what, ModelNotTrained, timeout)
+        if not path.exists():
+            raise ModelNotTrained(f"{what} left nothing there (exit {done.returncode}): {child_detail(done)}")
     return load_model(path)
 
 
@@ -314,15 +306,9 @@ def ensure_index_in_child(settings: Settings, index: KnowledgeIndex, timeout: fl
     if not index.is_stale():
         return index.ensure()  # loads; the file lock still guards against a racing ingest
     log.info("building the knowledge-base index in a child process (minutes)", extra={"index": str(index.index_dir)})
-    try:
-        done = subprocess.run(  # noqa: S603 - this interpreter, fixed code, a JSON argument
-            build_index_command(settings), capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise IndexNotReady(f"building the knowledge-base index took over {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip()[-1500:]
-        raise IndexNotReady(f"building the knowledge-base index in a child process failed (exit {done.returncode}): {detail}")
+    done = run_child(
+        build_index_command(settings), "building the knowledge-base index in a child process", IndexNotReady, timeout
+    )
     lines = done.stdout.strip().splitlines()
     built = json.loads(lines[-1]) if lines else None
     report = index.ensure()  # the child's index is current: loaded, not built again

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from langchain_core.embeddings import Embeddings as LangChainEmbeddings
+
+from assistant.child import child_detail, run_child
 
 log = logging.getLogger(__name__)
 
@@ -165,15 +166,10 @@ def ensure_e5_onnx_in_child(directory: Path, timeout: float = 900.0) -> Path:
         "ensure_e5_onnx(Path(sys.argv[1]))"
     )
     log.info("making the e5 ONNX export in a child process", extra={"directory": str(directory)})
-    try:
-        done = subprocess.run(  # noqa: S603 - this interpreter, fixed code, a path argument
-            [sys.executable, "-c", code, str(directory)], capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise EmbedderError(f"making the e5 ONNX export in {directory} took over {timeout:.0f} s") from exc
-    if done.returncode != 0 or not _e5_onnx_current(directory):
-        detail = (done.stderr or done.stdout).strip()[-1500:]
-        raise EmbedderError(f"making the e5 ONNX export in {directory} failed (exit {done.returncode}): {detail}")
+    what = f"making the e5 ONNX export in {directory}"
+    done = run_child([sys.executable, "-c", code, str(directory)], what, EmbedderError, timeout)
+    if not _e5_onnx_current(directory):
+        raise EmbedderError(f"{what} failed (exit {done.returncode}): {child_detail(done)}")
     return directory / E5_ONNX_FILE
 
 

@@ -56,7 +56,7 @@ def test_a_current_index_is_loaded_without_a_child(
     def no_child(*_a: Any, **_k: Any) -> None:
         raise AssertionError("no child process when the index is current")
 
-    monkeypatch.setattr("assistant.services.subprocess.run", no_child)
+    monkeypatch.setattr("assistant.child.subprocess.run", no_child)
     index = make_index(fresh_settings, services.restorer)
     assert ensure_index_in_child(fresh_settings, index) is None
     assert index.ready
@@ -69,7 +69,7 @@ def test_a_failed_child_is_a_clear_error(services: Any, fresh_settings: Any, mon
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "Traceback (most recent call last):\nOSError: disk full")
 
-    monkeypatch.setattr("assistant.services.subprocess.run", failing)
+    monkeypatch.setattr("assistant.child.subprocess.run", failing)
     index = make_index(fresh_settings, services.restorer)
     with pytest.raises(IndexNotReady, match="exit 1") as err:
         ensure_index_in_child(fresh_settings, index)

@@ -34,7 +34,7 @@ def test_a_trained_model_is_loaded_without_a_child(services: Any, monkeypatch: p
     def no_child(*_a: Any, **_k: Any) -> None:
         raise AssertionError("no child process when the model is trained")
 
-    monkeypatch.setattr("assistant.services.subprocess.run", no_child)
+    monkeypatch.setattr("assistant.child.subprocess.run", no_child)
     settings = services.settings
     model = risk_model_in_child(settings.models_dir, settings.knowledge_base_dir, services.restorer)
     assert model.version == services.classifier.model.model.version
@@ -54,7 +54,7 @@ def test_a_missing_model_is_trained_by_a_child_then_loaded(
         shutil.copy(source, target)  # what the real child writes
         return subprocess.CompletedProcess(cmd, 0, f"{target}\n", "")
 
-    monkeypatch.setattr("assistant.services.subprocess.run", child)
+    monkeypatch.setattr("assistant.child.subprocess.run", child)
     model = risk_model_in_child(tmp_path, settings.knowledge_base_dir, services.restorer)
     assert calls == [train_risk_model_command(tmp_path, settings.knowledge_base_dir)]
     assert model.version == services.classifier.model.model.version
@@ -66,7 +66,7 @@ def test_a_child_that_leaves_no_model_is_a_clear_error(
     services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, stderr: str
 ) -> None:
     monkeypatch.setattr(
-        "assistant.services.subprocess.run",
+        "assistant.child.subprocess.run",
         lambda cmd, **_k: subprocess.CompletedProcess(cmd, code, "", stderr),
     )
     with pytest.raises(ModelNotTrained, match=f"exit {code}") as err:
