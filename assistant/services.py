@@ -74,9 +74,12 @@ def risk_text_version(restorer: AccentRestorer) -> str:
 def load_restorer(settings: Settings) -> AccentRestorer:
     """The accent restorer every command and the service use (trained once, then cached):
     the base corpora plus the knowledge base and the risk corpus's training messages."""
-    return load_or_train(
-        settings.models_dir, extra_dirs=[settings.knowledge_base_dir], extra_texts=accent_training_texts()
-    )
+    return restorer_for(settings.models_dir, settings.knowledge_base_dir)
+
+
+def restorer_for(models_dir: Path, knowledge_base_dir: Path) -> AccentRestorer:
+    """:func:`load_restorer` from the two paths it needs (what child processes get)."""
+    return load_or_train(models_dir, extra_dirs=[knowledge_base_dir], extra_texts=accent_training_texts())
 
 
 def pin_numeric_threads(threads: int = 1) -> None:
@@ -144,7 +147,7 @@ class Services:
 def train_risk_model(models_dir: Path, knowledge_base_dir: Path) -> Path:
     """Train (or find) the risk model for this text layer; what the child of
     :func:`risk_model_in_child` runs. Returns the artifact's path."""
-    restorer = load_or_train(models_dir, extra_dirs=[knowledge_base_dir], extra_texts=accent_training_texts())
+    restorer = restorer_for(models_dir, knowledge_base_dir)
     model = load_or_train_risk(models_dir, lambda t: normalize(t, restorer), text_version=risk_text_version(restorer))
     return model_path(models_dir, model.version)
 
@@ -281,7 +284,7 @@ def build_index(spec: str) -> dict[str, Any] | None:
     what the child of :func:`ensure_index_in_child` runs. Returns the ingest report."""
     data = json.loads(spec)
     models_dir, knowledge_base_dir = Path(data["models_dir"]), Path(data["knowledge_base_dir"])
-    restorer = load_or_train(models_dir, extra_dirs=[knowledge_base_dir], extra_texts=accent_training_texts())
+    restorer = restorer_for(models_dir, knowledge_base_dir)
     retrieval = RetrievalSettings.model_validate(data["retrieval"])
     index = _index(Path(data["index_dir"]), knowledge_base_dir, models_dir, retrieval, restorer)
     report = index.ensure()
