@@ -117,7 +117,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         # Blocking endpoints (the chat pipeline, database work) run in at most this many
-        # threads at once (default 4; anyio's is 40). Fewer threads queue requests in
+        # threads at once (default 3; anyio's is 40). Fewer threads queue requests in
         # order instead of making them all fight over the interpreter lock.
         to_thread.current_default_thread_limiter().total_tokens = settings.server.request_threads
         app.state.services = services or build_services(settings, prepare=prepare)

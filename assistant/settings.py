@@ -57,7 +57,7 @@ class DatabaseSettings(BaseModel):
         default=48,
         ge=1,
         description="SQLite connections kept open per process: one per request thread (server.request_threads, "
-        "4 by default; 48 covers up to 40) plus the background workers, so no request waits for a connection; "
+        "3 by default; 48 covers up to 40) plus the background workers, so no request waits for a connection; "
         "writes take turns on a lock anyway.",
     )
 
@@ -245,15 +245,17 @@ class ServerSettings(BaseModel):
         "process): use PostgreSQL for several workers. 1 fits a 2-core machine.",
     )
     request_threads: int = Field(
-        default=4,
+        default=3,
         ge=1,
         le=256,
         description="Threads that run blocking request handlers at once, per worker process (the chat "
         "pipeline, database work). Requests beyond it wait their turn, in order. A process runs Python "
         "on one core at a time, so more threads add no throughput, only contention: with 40 (anyio's "
         "default), a chat turn holding SQLite's write lock waited for the interpreter behind up to 39 "
-        "others, and at 50 msg/s p95 was 275 ms; with 4, 133-139 ms at the same capacity "
-        "(`bench chat`, 2 cores).",
+        "others, and at 50 msg/s p95 was 275 ms; with 4, 133-139 ms at the same capacity. Against 4, "
+        "3 lets one turn's query embedding (outside the interpreter lock) overlap the others' Python "
+        "work with less waiting for the write lock: steady p95 71-91 ms against 84-95 in runs "
+        "interleaved on one machine; 2 and 1 overlap too little (`bench chat`, 2 cores).",
     )
 
 

@@ -67,3 +67,12 @@ def test_production_accepts_a_real_secret() -> None:
 def test_invalid_values_have_clear_messages(field: str, value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         make(**{field: value})  # type: ignore[arg-type]
+
+
+def test_request_threads_default_and_bounds() -> None:
+    """Three blocking handlers at once by default (README, Performance: fewer threads
+    contend less for the interpreter and SQLite's write lock); 0 would serve nothing."""
+    assert make().server.request_threads == 3
+    assert make().database.sqlite_pool_size > make().server.request_threads
+    with pytest.raises(ValidationError):
+        Settings(server={"request_threads": 0})  # type: ignore[arg-type]
