@@ -82,6 +82,8 @@ log = logging.getLogger(__name__)
 REPORT_CATEGORIES = frozenset(HIGH_CATEGORIES) | frozenset(MODERATE_CATEGORIES)
 STATE_EVENTS = frozenset({"TipReportCreated", "TipReportAppended", *states.EVENTS.values()})
 MAX_EVIDENCE_ITEMS = 100
+_LISTED_FACTS = {"phones": 10, "urls": 50, "profiles": 20, "screen_names": 20, "platforms": 20}
+"""The list-valued facts of ``EscalationService._facts`` and how many of each a report keeps."""
 
 
 def aware(value: datetime) -> datetime:
@@ -209,10 +211,21 @@ class EscalationService:
             urls=extract_urls(text)[:20],
         )
 
+    def _listed_facts(self, text: str) -> dict[str, list[str]]:
+        urls = extract_urls(text)
+        found = {
+            "phones": extract_phones(text),
+            "urls": urls,
+            "profiles": profile_urls(urls),
+            "screen_names": [n[:64] for n in extract_screen_names(text)],
+            "platforms": extract_platforms(text),
+        }
+        return {key: values[: _LISTED_FACTS[key]] for key, values in found.items()}
+
     def _facts(self, texts: list[str]) -> dict[str, Any]:
         joined = "\n".join(texts)
-        urls = extract_urls(joined)
-        platforms = extract_platforms(joined)
+        listed = self._listed_facts(joined)
+        platforms = listed["platforms"]
         age, estimated = extract_age(joined)
         ward = None
         for text in texts:
@@ -221,11 +234,7 @@ class EscalationService:
                 ward = match.ward
                 break
         return {
-            "phones": extract_phones(joined)[:10],
-            "urls": urls[:50],
-            "profiles": profile_urls(urls)[:20],
-            "screen_names": [n[:64] for n in extract_screen_names(joined)][:20],
-            "platforms": platforms[:20],
+            **listed,
             "place": extract_place(joined, platforms),
             "ongoing": extract_ongoing(joined),
             "when": (extract_when(joined) or None),
@@ -236,6 +245,32 @@ class EscalationService:
             "carer_knows": extract_carer_knows(joined),
             "ward": ward,
         }
+
+    def _previous_user_text(self, session: Session, conversation_id: str, before_id: int) -> str | None:
+        return session.scalar(
+            select(Message.text)
+            .where(Message.conversation_id == conversation_id, Message.role == "user", Message.id < before_id)
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+
+    def _new_facts(self, previous: str | None, text: str) -> dict[str, Any]:
+        """What one more message tells: its own facts, and listed facts (screen names,
+        phones, links) that start in the previous message and end in it ("nick nó là" /
+        "tuan_2k10").
+
+        A report already holds the facts of the earlier messages, and a counselor may
+        have corrected them: they are not extracted again (a removed wrong number stays
+        removed), and each turn costs the same however long the conversation is."""
+        facts = self._facts([text])
+        if previous is None:
+            return facts
+        spanning = self._listed_facts(previous + "\n" + text)
+        if any(v not in facts[key] for key, values in spanning.items() for v in values):
+            before = self._listed_facts(previous)
+            for key, values in spanning.items():
+                facts[key] = _union(facts[key], [v for v in values if v not in before[key]], _LISTED_FACTS[key])
+        return facts
 
     def _description(self, audience: str, channel: str, categories: list[str], excerpt: str) -> str:
         who = "Trẻ tự kể" if audience == "child" else "Phụ huynh/người thân kể về trẻ"
@@ -338,16 +373,15 @@ class EscalationService:
         assessment: RiskAssessment,
     ) -> None:
         content = self._content(row)
-        users = self._user_messages(session, conversation.id)
-        facts = self._facts([m.text for m in users])
+        facts = self._new_facts(self._previous_user_text(session, conversation.id, message.id), message.text)
         known = {item.message_id for item in content.evidence.items}
         if message.id not in known and len(content.evidence.items) < MAX_EVIDENCE_ITEMS:
             content.evidence.items.append(self._evidence_item(message))
-        content.evidence.urls = _union(content.evidence.urls, facts["urls"], 50)
+        content.evidence.urls = _union(content.evidence.urls, facts["urls"], _LISTED_FACTS["urls"])
         categories = _union(row.categories, self._categories(assessment), 12)
         incident = content.incident
         incident.categories = categories  # type: ignore[assignment]
-        incident.platforms = _union(incident.platforms, facts["platforms"], 20)
+        incident.platforms = _union(incident.platforms, facts["platforms"], _LISTED_FACTS["platforms"])
         if incident.place == "unknown":
             incident.place = facts["place"]
         if incident.ongoing == "unknown":
@@ -361,9 +395,9 @@ class EscalationService:
         child.gender = child.gender or facts["gender"]
         person = content.reported_person
         person.relationship = person.relationship or facts["relationship"]
-        person.screen_names = _union(person.screen_names, facts["screen_names"], 20)
-        person.profile_urls = _union(person.profile_urls, facts["profiles"], 20)
-        person.phone_numbers = _union(person.phone_numbers, facts["phones"], 10)
+        person.screen_names = _union(person.screen_names, facts["screen_names"], _LISTED_FACTS["screen_names"])
+        person.profile_urls = _union(person.profile_urls, facts["profiles"], _LISTED_FACTS["profiles"])
+        person.phone_numbers = _union(person.phone_numbers, facts["phones"], _LISTED_FACTS["phones"])
         became_urgent = assessment.severity >= 4 and not row.urgent
         row.severity = max(row.severity, assessment.severity)
         row.urgent = row.severity >= 4

@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from assistant.auth import PERMISSIONS, Principal
 from assistant.db import Conversation, Database, Message
 from assistant.db.models import utcnow
 from assistant.risk.base import RiskAssessment
 from escalation.models import AuditEntry, OutboxMessage, TipReportRow
-from escalation.schemas import TipReport
+from escalation.schemas import ReportedPersonUpdate, TipReport, TipReportUpdate
 from escalation.service import EscalationService
 from tests.escalation.conftest import Disclose, assessment
 
@@ -63,6 +64,41 @@ def test_second_disclosure_in_the_conversation_appends(disclose: Disclose, esc_d
         assert [i["excerpt"][:6] for i in row.content["evidence"]["items"]] == ["anh tr", "giờ nó"]
         assert row.content["reported_person"]["screen_names"] == ["hotboy_2k9"]
     print("checked: one report, two evidence items, categories merged")
+
+
+def test_a_screen_name_given_over_two_messages_is_added(disclose: Disclose, esc_db: Database) -> None:
+    conv, report_id = disclose("có người lạ dọa tung ảnh của em", assessment(3, "sextortion"))
+    disclose("nick của nó là", assessment(3, "sextortion"), conv)
+    disclose("tuan_dz2010 á", assessment(3, "sextortion"), conv)
+    with esc_db.session() as s:
+        row = s.get(TipReportRow, report_id)
+        assert row is not None and row.version == 3
+        assert row.content["reported_person"]["screen_names"] == ["tuan_dz2010"]
+
+
+def test_a_fact_the_counselor_removed_is_not_added_back_by_later_messages(
+    disclose: Disclose, esc: EscalationService, esc_db: Database
+) -> None:
+    """Each later message adds what it tells; the earlier messages are not read again,
+    so a counselor's correction stays (here: the child's own number, taken for the
+    other person's)."""
+    conv, report_id = disclose("nó dọa tung ảnh của em, sđt em là 0912 345 678", assessment(3, "sextortion"))
+    disclose("nó nhắn cho em suốt", assessment(3, "sextortion"), conv)
+    supervisor = Principal("01" + "S" * 24, "sup", "supervisor", permissions=PERMISSIONS["supervisor"])
+    with esc_db.session() as s:
+        row = s.get(TipReportRow, report_id)
+        assert row is not None and row.content["reported_person"]["phone_numbers"] == ["+84912345678"]
+        version = row.version
+    esc.edit(supervisor, report_id, TipReportUpdate(
+        version=version, reported_person=ReportedPersonUpdate(phone_numbers=[])
+    ))
+    disclose("em sợ lắm", assessment(3, "sextortion"), conv)
+    disclose("số của nó là 0987.654.321", assessment(3, "sextortion"), conv)
+    with esc_db.session() as s:
+        row = s.get(TipReportRow, report_id)
+        assert row is not None and row.version == version + 3
+        assert row.content["reported_person"]["phone_numbers"] == ["+84987654321"]
+        assert len(row.content["evidence"]["items"]) == 4
 
 
 def test_urgent_disclosure_alerts_on_call_at_once(disclose: Disclose, esc_db: Database) -> None:
