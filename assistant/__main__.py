@@ -233,22 +233,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_risk_train(args: argparse.Namespace) -> int:
-    from assistant.risk.model import (
-        CORPUS_FILE,
-        corpus_digest,
-        load_corpus,
-        model_path,
-        save_model,
-        train_model,
-    )
+    from assistant.risk.model import CORPUS_FILE, current_artifact, load_corpus, save_model, train_model
     from assistant.services import load_restorer, risk_text_version
     from assistant.text import normalize
 
     settings = _settings()
     settings.ensure_dirs()
     restorer = load_restorer(settings)
-    version = corpus_digest(CORPUS_FILE, risk_text_version(restorer))
-    path = model_path(settings.models_dir, version)
+    version, path = current_artifact(settings.models_dir, risk_text_version(restorer))
     if path.exists() and not args.force:
         print(f"risk model {version} is up to date: {path}")
         return EXIT_OK

@@ -34,11 +34,10 @@ from assistant.risk.base import ModelNotTrained, RiskClassifier
 from assistant.risk.ensemble import EnsembleRiskClassifier
 from assistant.risk.keyword import KeywordRiskClassifier
 from assistant.risk.model import (
-    CORPUS_FILE,
     ModelRiskClassifier,
     RiskModel,
     accent_training_texts,
-    corpus_digest,
+    current_artifact,
     load_model,
     model_path,
 )
@@ -169,7 +168,7 @@ def risk_model_in_child(
     service's. Trained in-process, the heap it left stayed until the next restart: a
     service started without the model held 904 MiB RSS after 200 messages, against
     760 MiB with the child (765 when the model was trained before the start)."""
-    path = model_path(models_dir, corpus_digest(CORPUS_FILE, risk_text_version(restorer)))
+    _, path = current_artifact(models_dir, risk_text_version(restorer))
     if not path.exists():
         log.info("training the risk model in a child process (minutes)", extra={"path": str(path)})
         what = f"training the risk model in a child process (into {path})"

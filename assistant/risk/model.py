@@ -469,6 +469,12 @@ def model_path(models_dir: Path, version: str) -> Path:
     return models_dir / "risk" / f"risk-model-{version}.pkl"
 
 
+def current_artifact(models_dir: Path, text_version: str = "", corpus: Path = CORPUS_FILE) -> tuple[str, Path]:
+    """(version, path) of the artifact for this corpus, training code, rules and text layer."""
+    version = corpus_digest(corpus, text_version)
+    return version, model_path(models_dir, version)
+
+
 def load_or_train(
     models_dir: Path,
     normalize: Callable[[str], NormalizedText],
@@ -476,8 +482,7 @@ def load_or_train(
     text_version: str = "",
 ) -> RiskModel:
     """The cached artifact for the current corpus and text layer, training it once if missing."""
-    version = corpus_digest(corpus, text_version)
-    path = model_path(models_dir, version)
+    version, path = current_artifact(models_dir, text_version, corpus)
     if path.exists():
         return load_model(path)
     examples = load_corpus(corpus, split="train")

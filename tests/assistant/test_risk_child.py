@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from assistant.risk.base import ModelNotTrained
-from assistant.risk.model import CORPUS_FILE, corpus_digest, model_path
+from assistant.risk.model import current_artifact
 from assistant.services import risk_model_in_child, risk_text_version, train_risk_model_command
 
 
 def _expected(services: Any, models_dir: Path) -> Path:
-    return model_path(models_dir, corpus_digest(CORPUS_FILE, risk_text_version(services.restorer)))
+    return current_artifact(models_dir, risk_text_version(services.restorer))[1]
 
 
 def test_the_child_trains_the_model_the_service_looks_for(services: Any) -> None:
