@@ -254,7 +254,7 @@ class ServerSettings(BaseModel):
         "default), a chat turn holding SQLite's write lock waited for the interpreter behind up to 39 "
         "others, and at 50 msg/s p95 was 275 ms; with 4, 133-139 ms at the same capacity. Against 4, "
         "3 lets one turn's query embedding (outside the interpreter lock) overlap the others' Python "
-        "work with less waiting for the write lock: steady p95 71-91 ms against 84-95 in runs "
+        "work with less waiting for the write lock: steady p95 71-91 ms against 83-95 in runs "
         "interleaved on one machine; 2 and 1 overlap too little (`bench chat`, 2 cores).",
     )
 
