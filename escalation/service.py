@@ -403,9 +403,10 @@ class EscalationService:
         row.urgent = row.severity >= 4
         row.categories = categories
         row.signals = _union(row.signals, list(assessment.signals), 50)
-        self._store_content(row, ReportContent.model_validate(content.model_dump()))
+        merged = ReportContent.model_validate(content.model_dump())
+        self._store_content(row, merged)
         if row.status == states.PENDING_REVIEW:
-            self._reroute(row)
+            self._reroute(row, merged)
         row.version += 1
         row.updated_at = utcnow()
         audit.record(
@@ -454,8 +455,8 @@ class EscalationService:
         row.ward_code = content.incident.ward.code if content.incident.ward else None
         row.child_age = content.child.age
 
-    def _reroute(self, row: TipReportRow) -> None:
-        content = self._content(row)
+    def _reroute(self, row: TipReportRow, content: ReportContent) -> None:
+        """Route the report again from ``content`` (as just stored in ``row``)."""
         route = self.router.route(list(content.incident.categories), content.incident.place, row.ward_code)
         current = [r.agency for r in row.recipients]
         if current != list(route.agencies):
@@ -912,7 +913,7 @@ class EscalationService:
                 became_urgent = change.severity == 4 and not row.urgent
                 row.severity = change.severity
                 row.urgent = change.severity == 4
-            self._reroute(row)
+            self._reroute(row, content)
             row.version += 1
             row.updated_at = utcnow()
             audit.record(session, "TipReportEdited", principal, "tip_report", row.id,
