@@ -3,7 +3,8 @@
 Per message, a strong rule match at severity >= 3 escalates on its own (strong
 rules carry the reviewed lexicon, negation, hyperbole and imminence handling,
 and never fired on a negative of the train split). Otherwise the model's
-stacked head decides: a logistic regression over the TF-IDF head's score and
+stacked head decides: a logistic regression over the TF-IDF heads' scores (the
+escalate head's and the kind head's, see :mod:`assistant.risk.model`) and
 what the rules see (weak rule hits, asking about a topic, hyperbole, game
 talk, imminence...), thresholded for 0.97 recall out-of-fold. A weak rule the
 stacked head overrules keeps the message at severity 2 (counselor follow-up),

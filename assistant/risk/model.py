@@ -14,12 +14,18 @@ heads share the features:
 
 - ``escalate``: P(severity >= 3), a calibrated logistic regression (the
   "model only" layer);
+- ``kind``: a multinomial logistic regression over the primary category crossed
+  with escalation (``self_harm:escalate``, ``self_harm:low``, ..., ``none:low``),
+  unweighted. It contrasts a disclosure with harmless talk on the same topic,
+  where the escalate head mostly learns which words are risky;
 - ``stack``: the ensemble's escalation head, a logistic regression over the
-  escalate head's score and what the rules see (:meth:`RulesRiskClassifier.features`):
-  hits, asking-about-a-topic, hyperbole, game talk, imminence... Trained on
-  out-of-fold scores, so it learns how far to trust each. Grouped 5-fold CV of
-  the train split (batches 1-3): false escalation on hard negatives 0.106 at 0.97
-  recall (the TF-IDF head alone: 0.117);
+  escalate head's score, the kind head's P(escalate) and what the rules see
+  (:meth:`RulesRiskClassifier.features`): hits, asking-about-a-topic, hyperbole,
+  game talk, imminence... Trained on out-of-fold scores, so it learns how far to
+  trust each. Out of fold on the train split (batches 1-7, thresholds held in
+  every writing style): false escalation on hard negatives 0.060 at recall 0.976
+  without the kind head, 0.043 at 0.980 with it (``KIND_FOLDS``); on batches 1-3,
+  without it, 0.106 (the TF-IDF head alone: 0.117);
 - ``imminent``: P(severity == 4), a calibrated logistic regression;
 - ``category``: one-vs-rest logistic regressions over the taxonomy codes.
 
@@ -65,7 +71,7 @@ from assistant.tfidf import SparseRow, tfidf_row, tfidf_transform
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 4
+MODEL_FORMAT = 5
 CORPUS_FILE = Path(__file__).resolve().parents[2] / "evaluation" / "data" / "risk" / "messages.jsonl"
 TARGET_OOF_RECALL = 0.97
 TARGET_OOF_IMMINENT_RECALL = 0.98
@@ -95,6 +101,14 @@ thresholds come out low (recall above the target, more false alarms). On two out
 group splits of the train split, 5 folds gave test recall 0.973/0.975 and false
 escalation on hard negatives 0.111/0.118; 10 folds 0.970/0.975 and 0.100/0.108."""
 RISK_CATEGORIES = tuple(c for c in CATEGORIES if c != "none")
+TRAIN_JOBS = 2
+KIND_FOLDS = 5
+"""Folds of the kind head's out-of-fold scores (each fit takes ~40 s on this machine, so
+fewer than the other heads' ``OOF_FOLDS``). On the train split, stacked head at the
+per-style thresholds: 5 folds, false escalation on hard negatives 0.043 at recall
+0.980; 10 folds, 0.033 at 0.978 (the training took 9 minutes with them)."""
+"""Processes for the out-of-fold passes of training (this machine's cores; the result
+does not depend on it)."""
 _HEADS_LOCK = threading.Lock()
 """Serialises building a model's :class:`FusedHeads`: built lazily by concurrent first
 requests, every request thread made its own copy (~50 MiB of temporaries each, left in
@@ -189,6 +203,8 @@ class RiskModel:
     base_clf: Any = None
     stack_clf: Any = None
     threshold_stack: float = 0.5
+    kind_clf: Any = None
+    """The kind head: multinomial over (primary category, escalate or not), see :func:`kind_labels`."""
     oof_stack: Any = None
     """Out-of-fold stacked scores of the train split, in corpus order (float32): what
     :mod:`assistant.risk.second_opinion` fits its combiner on."""
@@ -242,7 +258,7 @@ class RiskModel:
         cats = {c: probs[:, k] for k, c in enumerate(heads.categories)}
         p_stack: list[float | None] = [None] * n
         if rule_features is not None:
-            z = np.column_stack([decision[:, heads.base], np.asarray(rule_features, dtype=float)])
+            z = stack_inputs(decision[:, heads.base], heads.kind_escalate(decision), rule_features)
             p_stack = [float(v) for v in expit(z @ self.stack_clf.coef_[0] + self.stack_clf.intercept_[0])]
         return [
             {
@@ -279,6 +295,13 @@ class FusedHeads:
             ]
         self.base = add(model.base_clf) if model.base_clf is not None else -1
         self.categories = {c: add(clf) for c, clf in model.category_clfs.items()}
+        kind = model.kind_clf
+        first = len(weights)
+        weights.extend(np.asarray(kind.coef_, dtype=np.float64))
+        intercepts.extend(float(b) for b in kind.intercept_)
+        self.kind = slice(first, len(weights))
+        """The kind head's columns: its classes' logits, in ``kind.classes_`` order."""
+        self.kind_is_escalation = np.array([str(c).endswith(ESCALATE_KIND) for c in kind.classes_])
         self.weights = np.column_stack(weights)
         self.intercepts = np.array(intercepts)
 
@@ -291,10 +314,39 @@ class FusedHeads:
         out: np.ndarray = (row.dot(self.weights) + self.intercepts)[None, :]
         return out
 
+    def kind_escalate(self, decision: np.ndarray) -> np.ndarray:
+        """The kind head's P(escalate): its softmax summed over the escalation classes,
+        as ``kind_clf.predict_proba`` gives it."""
+        logits = decision[:, self.kind]
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        out: np.ndarray = exp[:, self.kind_is_escalation].sum(axis=1) / exp.sum(axis=1)
+        return out
+
     def calibrated(self, decision: np.ndarray, name: str) -> np.ndarray:
         parts = self._calibrated[name]
         out: np.ndarray = np.mean([expit(-(a * decision[:, j] + b)) for j, a, b in parts], axis=0)
         return out
+
+
+ESCALATE_KIND = ":escalate"
+"""Suffix of the kind head's escalation classes (``self_harm:escalate``)."""
+
+
+def kind_labels(examples: Sequence[Example]) -> np.ndarray:
+    """The kind head's class of each example: its primary category (or ``none``) and
+    whether it escalates (``self_harm:escalate``, ``self_harm:low``, ``none:low``)."""
+    return np.array(
+        [f"{e.categories[0] if e.categories else 'none'}{ESCALATE_KIND if e.severity >= 3 else ':low'}" for e in examples]
+    )
+
+
+def stack_inputs(
+    base_decision: np.ndarray, kind_escalate: np.ndarray, rule_features: Sequence[Sequence[float]] | np.ndarray
+) -> np.ndarray:
+    """The stacked head's inputs: the escalate head's decision value, the kind head's
+    P(escalate) as a logit, and the rules' features."""
+    p = np.clip(np.asarray(kind_escalate, dtype=float), 1e-6, 1.0 - 1e-6)
+    return np.column_stack([base_decision, np.log(p) - np.log1p(-p), np.asarray(rule_features, dtype=float)])
 
 
 def _vectorizers() -> tuple[TfidfVectorizer, TfidfVectorizer, TfidfVectorizer]:
@@ -317,6 +369,11 @@ def _linear(seed: int) -> LogisticRegression:
 
 def _calibrated(seed: int) -> CalibratedClassifierCV:
     return CalibratedClassifierCV(_linear(seed), method="sigmoid", cv=3)
+
+
+def _kind(seed: int) -> LogisticRegression:
+    """Multinomial (lbfgs) over :func:`kind_labels`; unweighted, unlike the escalate head."""
+    return LogisticRegression(C=8.0, max_iter=300, random_state=seed)
 
 
 def _stacker(seed: int) -> LogisticRegression:
@@ -360,6 +417,30 @@ def imminent_threshold(
     return threshold, recall
 
 
+def _fit_kind_head(
+    x: sparse.csr_matrix, kinds: np.ndarray, groups: np.ndarray, seed: int
+) -> tuple[LogisticRegression, np.ndarray]:
+    """The kind head fitted on every example, and its out-of-fold P(escalate) over
+    ``KIND_FOLDS`` grouped folds: the six fits run side by side (~40 s each here)."""
+    from joblib import Parallel, delayed
+
+    cv = StratifiedGroupKFold(n_splits=KIND_FOLDS, shuffle=True, random_state=seed)
+    folds = list(cv.split(x, kinds, groups))
+
+    def fit(rows: np.ndarray) -> LogisticRegression:
+        return _kind(seed).fit(x[rows], kinds[rows])
+
+    fitted = Parallel(n_jobs=TRAIN_JOBS)(
+        delayed(fit)(rows) for rows in [np.arange(len(kinds)), *(train for train, _ in folds)]
+    )
+    final, per_fold = fitted[0], fitted[1:]
+    oof = np.zeros(len(kinds))
+    for clf, (_, test) in zip(per_fold, folds, strict=True):
+        escalation = np.char.endswith(clf.classes_.astype(str), ESCALATE_KIND)
+        oof[test] = clf.predict_proba(x[test])[:, escalation].sum(axis=1)
+    return final, oof
+
+
 def train_model(
     examples: Sequence[Example],
     normalize: Callable[[str], NormalizedText],
@@ -369,6 +450,7 @@ def train_model(
     """Fit on ``examples`` (the train split) with the service's text normalizer."""
     started = time.perf_counter()
     normalized = [normalize(e.text) for e in examples]
+    normalized_at = time.perf_counter()
     texts = [risk_text(n) for n in normalized]
     folded = [n.folded for n in normalized]
     rules = RulesRiskClassifier()
@@ -389,7 +471,7 @@ def train_model(
     cv = StratifiedGroupKFold(n_splits=OOF_FOLDS, shuffle=True, random_state=seed)
     oof_esc = cross_val_predict(
         _calibrated(seed), x, y_esc, cv=cv, groups=groups, method="predict_proba",
-        params={"sample_weight": weight},
+        params={"sample_weight": weight}, n_jobs=TRAIN_JOBS,
     )[:, 1]
     styles = np.array([e.style for e in examples])
     # The recall target holds overall and in each writing style with enough
@@ -402,16 +484,24 @@ def train_model(
     # it will see them on new messages), and its own threshold comes from a
     # second out-of-fold pass over those features.
     oof_base = cross_val_predict(
-        _linear(seed), x, y_esc, cv=cv, groups=groups, method="decision_function", params={"sample_weight": weight}
+        _linear(seed), x, y_esc, cv=cv, groups=groups, method="decision_function", params={"sample_weight": weight},
+        n_jobs=TRAIN_JOBS,
     )
-    z = np.column_stack([oof_base, rule_x])
+    # The kind head tells a disclosure from a harmless message on the same topic
+    # (self_harm:escalate against self_harm:low) where the escalate head only sees
+    # risk words; its out-of-fold P(escalate) is the stacker's second input.
+    kind_started = time.perf_counter()
+    kind_clf, oof_kind_escalate = _fit_kind_head(x, kind_labels(examples), groups, seed)
+    kind_seconds = time.perf_counter() - kind_started
+    z = stack_inputs(oof_base, oof_kind_escalate, rule_x)
     oof_stack = cross_val_predict(_stacker(seed), z, y_esc, cv=cv, groups=groups, method="predict_proba")[:, 1]
     t_stack = _threshold_for_recall(oof_stack, y_esc == 1, target_recall, subgroups)
     base_clf = _linear(seed).fit(x, y_esc, sample_weight=weight)
     stack_clf = _stacker(seed).fit(z, y_esc)
     esc_idx = np.where(y_esc == 1)[0]
     oof_imm = cross_val_predict(
-        _calibrated(seed), x[esc_idx], y_imm[esc_idx], cv=cv, groups=groups[esc_idx], method="predict_proba"
+        _calibrated(seed), x[esc_idx], y_imm[esc_idx], cv=cv, groups=groups[esc_idx], method="predict_proba",
+        n_jobs=TRAIN_JOBS,
     )[:, 1]
     t_imm, oof_imm_recall = imminent_threshold(
         oof_imm, rule_imminent[esc_idx], y_imm[esc_idx] == 1, [g[esc_idx] for g in subgroups]
@@ -436,11 +526,14 @@ def train_model(
         ),
         "oof_imminent_recall": oof_imm_recall,
         "train_seconds": round(time.perf_counter() - started, 1),
+        "normalize_seconds": round(normalized_at - started, 1),
+        "kind_head_seconds": round(kind_seconds, 1),
     }
     log.info("risk model trained", extra=metrics)
     return RiskModel(
         char_vec, word_vec, fold_vec, escalate_clf, imminent_clf, category_clfs, t_esc, t_imm, "", len(examples), metrics,
         base_clf=base_clf, stack_clf=stack_clf, threshold_stack=t_stack, oof_stack=oof_stack.astype(np.float32),
+        kind_clf=kind_clf,
     )
 
 

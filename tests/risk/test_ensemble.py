@@ -89,7 +89,8 @@ def test_fused_heads_score_exactly_like_scikit_learn(services: Any) -> None:
     x = model.features(inputs)
     expected_esc = model.escalate_clf.predict_proba(x)[:, 1]
     expected_imm = model.imminent_clf.predict_proba(x)[:, 1]
-    z = np.column_stack([model.base_clf.decision_function(x), np.asarray(rule_x)])
+    kind = model.kind_clf.predict_proba(x)[:, [str(c).endswith(":escalate") for c in model.kind_clf.classes_]].sum(1)
+    z = np.column_stack([model.base_clf.decision_function(x), np.log(kind / (1 - kind)), np.asarray(rule_x)])
     expected_stack = model.stack_clf.predict_proba(z)[:, 1]
     for i, row in enumerate(fused):
         assert row["p_escalate"] == pytest.approx(expected_esc[i], abs=1e-5)
@@ -182,7 +183,7 @@ def test_one_message_is_scored_as_in_a_batch(services: Any) -> None:
     model = services.classifier.model.model
     texts = ["em không muốn sống nữa", "", "a kia cho e kc r doi e gui anh", "giết boss khó chết mất", "bố đánh em"]
     inputs = [risk_inputs(services.pipeline.stage("normalize").normalize(t)) for t in texts]
-    rule_features = [[0.0] * (len(model.stack_clf.coef_[0]) - 1)] * len(inputs)
+    rule_features = [[0.0] * (len(model.stack_clf.coef_[0]) - 2)] * len(inputs)  # after the escalate and kind heads
     batch = model.predict(inputs, rule_features)
     for i, item in enumerate(inputs):
         one = model.predict([item], [rule_features[i]])[0]

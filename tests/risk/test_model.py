@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from assistant.risk.model import imminent_threshold
 
@@ -38,3 +39,24 @@ def test_imminent_threshold_holds_each_subgroup() -> None:
     per_group, recall = imminent_threshold(scores, rule, positives, groups, target=0.98)
     assert per_group < overall  # the hard style binds
     assert (hard >= per_group).mean() >= 0.98 and (easy >= per_group).mean() >= 0.98 and recall >= 0.98
+
+
+def test_kind_labels_cross_the_primary_category_with_escalation() -> None:
+    from assistant.risk.model import Example, kind_labels
+
+    examples = [
+        Example("bố đánh em chảy máu", 3, ["violence"]),
+        Example("em bị bố đánh vì về muộn hôm qua, giờ ổn rồi", 2, ["violence"]),
+        Example("giết boss khó chết mất", 0, []),
+        Example("nó đang ở trước nhà em, em sợ lắm", 4, ["violence", "grooming"]),
+    ]
+    assert kind_labels(examples).tolist() == ["violence:escalate", "violence:low", "none:low", "violence:escalate"]
+
+
+def test_stack_inputs_put_the_kind_head_on_the_logit_scale() -> None:
+    from assistant.risk.model import stack_inputs
+
+    z = stack_inputs(np.array([1.5, -2.0]), np.array([0.5, 0.0]), [[1.0, 0.0], [0.0, 1.0]])
+    assert z.shape == (2, 4)
+    assert z[0].tolist() == [1.5, 0.0, 1.0, 0.0]
+    assert z[1, 1] == pytest.approx(np.log(1e-6 / (1 - 1e-6)))  # clipped, never -inf
