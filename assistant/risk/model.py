@@ -102,13 +102,13 @@ group splits of the train split, 5 folds gave test recall 0.973/0.975 and false
 escalation on hard negatives 0.111/0.118; 10 folds 0.970/0.975 and 0.100/0.108."""
 RISK_CATEGORIES = tuple(c for c in CATEGORIES if c != "none")
 TRAIN_JOBS = 2
+"""Processes for the out-of-fold passes of training (this machine's cores; the result
+does not depend on it)."""
 KIND_FOLDS = 5
 """Folds of the kind head's out-of-fold scores (each fit takes ~40 s on this machine, so
 fewer than the other heads' ``OOF_FOLDS``). On the train split, stacked head at the
 per-style thresholds: 5 folds, false escalation on hard negatives 0.043 at recall
 0.980; 10 folds, 0.033 at 0.978 (the training took 9 minutes with them)."""
-"""Processes for the out-of-fold passes of training (this machine's cores; the result
-does not depend on it)."""
 _HEADS_LOCK = threading.Lock()
 """Serialises building a model's :class:`FusedHeads`: built lazily by concurrent first
 requests, every request thread made its own copy (~50 MiB of temporaries each, left in
@@ -301,7 +301,7 @@ class FusedHeads:
         intercepts.extend(float(b) for b in kind.intercept_)
         self.kind = slice(first, len(weights))
         """The kind head's columns: its classes' logits, in ``kind.classes_`` order."""
-        self.kind_is_escalation = np.array([str(c).endswith(ESCALATE_KIND) for c in kind.classes_])
+        self.kind_is_escalation = escalation_classes(kind)
         self.weights = np.column_stack(weights)
         self.intercepts = np.array(intercepts)
 
@@ -338,6 +338,11 @@ def kind_labels(examples: Sequence[Example]) -> np.ndarray:
     return np.array(
         [f"{e.categories[0] if e.categories else 'none'}{ESCALATE_KIND if e.severity >= 3 else ':low'}" for e in examples]
     )
+
+
+def escalation_classes(kind_clf: LogisticRegression) -> np.ndarray:
+    """Mask of a fitted kind head's escalation classes, in ``classes_`` order."""
+    return np.char.endswith(kind_clf.classes_.astype(str), ESCALATE_KIND)
 
 
 def stack_inputs(
@@ -421,7 +426,7 @@ def _fit_kind_head(
     x: sparse.csr_matrix, kinds: np.ndarray, groups: np.ndarray, seed: int
 ) -> tuple[LogisticRegression, np.ndarray]:
     """The kind head fitted on every example, and its out-of-fold P(escalate) over
-    ``KIND_FOLDS`` grouped folds: the six fits run side by side (~40 s each here)."""
+    ``KIND_FOLDS`` grouped folds: the ``KIND_FOLDS + 1`` fits run side by side."""
     from joblib import Parallel, delayed
 
     cv = StratifiedGroupKFold(n_splits=KIND_FOLDS, shuffle=True, random_state=seed)
@@ -436,8 +441,7 @@ def _fit_kind_head(
     final, per_fold = fitted[0], fitted[1:]
     oof = np.zeros(len(kinds))
     for clf, (_, test) in zip(per_fold, folds, strict=True):
-        escalation = np.char.endswith(clf.classes_.astype(str), ESCALATE_KIND)
-        oof[test] = clf.predict_proba(x[test])[:, escalation].sum(axis=1)
+        oof[test] = clf.predict_proba(x[test])[:, escalation_classes(clf)].sum(axis=1)
     return final, oof
 
 
