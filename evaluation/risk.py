@@ -98,6 +98,13 @@ def message_metrics(rows: Sequence[dict[str, Any]], preds: Sequence[RiskAssessme
         f1 = round(2 * p * r / (p + r), 4) if p and r else 0.0
         per_cat[cat] = {"precision": p, "recall": r, "f1": f1, "support": tp + fn}
     out["per_category"] = per_cat
+    # The category a counselor and the routing see on a report: right on how many of
+    # the disclosures that were escalated.
+    caught = [i for i in all_idx if rows[i]["severity"] >= 3 and preds[i].escalate]
+    out["primary_when_escalated"] = {
+        "accuracy": _ratio(sum(preds[i].primary == rows[i]["primary"] for i in caught), len(caught)),
+        "n": len(caught),
+    }
     # Per seed batch (batch 1 = the first corpus; later batches were added with
     # their own held-out share), so figures stay comparable across batches.
     by_batch: dict[str, Any] = {}
@@ -239,6 +246,9 @@ def print_report(report: dict[str, Any]) -> None:
         ]
         print(f"  {name:18s}" + "   ".join(parts))
     service = list(report["systems"])[-1]
+    print("\nprimary category right on escalated disclosures: " + ", ".join(
+        f"{name} {(m.get('primary_when_escalated') or {}).get('accuracy') or 0:.3f}" for name, m in report["systems"].items()
+    ))
     print(f"\nper category ({service}): precision / recall / F1 (support)")
     for cat, v in report["systems"][service]["per_category"].items():
         print(f"  {cat:22s} {v['precision'] or 0:.3f} / {v['recall'] or 0:.3f} / {v['f1']:.3f} ({v['support']})")
