@@ -26,8 +26,8 @@ of the same index and driven with the same message sequence.
 After the load, both are asked the held-out evaluation questions once
 (sequentially) and the article each cites is compared with the gold ones (R@1).
 The tip reports are counted in the service's database: every disclosure sent
-must have opened one; missed disclosures and reports opened by messages that
-were not disclosures are listed.
+must have opened one; missed disclosures (each a classifier miss or a lost report)
+and reports opened by messages that were not disclosures are listed.
 
 Peak RSS is read from ``/proc`` (the service process and its uvicorn workers):
 the sum of each process's high-water mark (``VmHWM``), and PSS sampled during the
@@ -539,6 +539,10 @@ def count_reports(
 ) -> dict[str, Any]:
     """Every disclosure sent must have opened a report on its conversation.
 
+    A missed disclosure is either a classifier miss (every turn of its conversation was
+    stored with severity < 3, listed with ``judged``) or a loss: a conversation with a
+    turn stored at severity >= 3 and no report. Losses are counted over all the bench's
+    conversations (``escalated_without_report``, must be 0 whatever the classifier does).
     Reports on other conversations were opened by a message judged severity >= 3 that is
     not one of the labelled disclosures; message texts are encrypted at rest, so the
     message is named from what the bench sent (the n-th user message of its conversation).
@@ -559,7 +563,12 @@ def count_reports(
     finally:
         engine.dispose()
     sent = dict(disclosures)
-    missed = [{"id": msg.ref, "text": msg.text} for conv, msg in sent.items() if conv not in reported]
+    missed: list[dict[str, Any]] = [
+        {"id": msg.ref, "text": msg.text, "judged": max(order.get(conv, [0]))}
+        for conv, msg in sent.items()
+        if conv not in reported
+    ]
+    lost = sorted(c for c in set(conversations) - reported if max(order.get(c, [0])) >= 3)
     others = sorted((reported & set(conversations)) - set(sent))  # only the bench's own conversations
     examples: list[str] = []
     for conv in others:
@@ -570,6 +579,8 @@ def count_reports(
         "reports_for_disclosures": len(sent) - len(missed),
         "equal": not missed,
         "missed": missed,
+        "classifier_misses": sum(1 for m in missed if m["judged"] < 3),
+        "escalated_without_report": len(lost),
         "reports_total": len(reported & set(conversations)),
         "reports_from_other_messages": len(others),
         "conversations_without_disclosure": len(set(conversations) - set(sent)),
@@ -867,8 +878,12 @@ def print_report(report: dict[str, Any]) -> None:
             f"{d['reports_from_other_messages']} were opened by messages that are not disclosures "
             f"({d['share_of_them_reported']:.1%} of the {d['conversations_without_disclosure']} other conversations)"
         )
+        print(
+            f"  conversations escalated without a report (lost): {d['escalated_without_report']}; "
+            f"missed disclosures judged severity < 3 (classifier misses): {d['classifier_misses']} of {len(d['missed'])}"
+        )
         for miss in d["missed"]:
-            print(f"  missed disclosure {miss['id']}: {miss['text']}")
+            print(f"  missed disclosure {miss['id']} (judged {miss['judged']}): {miss['text']}")
         if d["other_report_examples"]:
             print("  e.g. " + " | ".join(d["other_report_examples"][:6]))
     if "baseline_disclosures" in report:
@@ -1023,6 +1038,8 @@ def _finish(report: dict[str, Any]) -> None:
         "RSS<=1GiB": mem["peak_rss_mib"] <= 1024 if mem.get("available") else None,
         "0 errors": svc["errors"] == 0,
         "disclosures=reports": report.get("disclosures", {}).get("equal"),
+        "no escalation without a report": report["disclosures"]["escalated_without_report"] == 0
+        if "disclosures" in report else None,
         ">=3x baseline throughput": report["ratios"]["capacity_throughput"] >= 3
         if "capacity_throughput" in report.get("ratios", {}) else None,
         "R@1>=baseline": quality["service"]["r@1"] >= quality["baseline"]["r@1"] if "baseline" in quality else None,

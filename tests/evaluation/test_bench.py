@@ -43,14 +43,20 @@ def test_report_count_names_missed_disclosures_and_other_reports(tmp_path: Path)
         conn.executemany(
             "INSERT INTO message VALUES (?, ?, ?, ?)",
             [(1, "c1", "user", 4), (2, "c1", "assistant", None), (3, "c2", "user", 0),
-             (4, "c3", "user", 0), (5, "c3", "user", 3)],
+             (4, "c3", "user", 0), (5, "c3", "user", 3), (6, "c4", "user", 3), (7, "c5", "user", 2)],
         )
     sent = [("c1", BenchMessage("chú ấy sờ vào người em", "child", "disclosure", "d1")),
-            ("c2", BenchMessage("em bị dọa tung ảnh", "child", "disclosure", "d2"))]
-    texts = {"c1": ["chú ấy sờ vào người em"], "c2": ["em bị dọa tung ảnh"], "c3": ["xin chào", "câu hỏi bị chặn"]}
+            ("c2", BenchMessage("em bị dọa tung ảnh", "child", "disclosure", "d2")),
+            ("c4", BenchMessage("nó bắt em gửi ảnh", "child", "disclosure", "d4"))]
+    texts = {"c1": ["chú ấy sờ vào người em"], "c2": ["em bị dọa tung ảnh"], "c3": ["xin chào", "câu hỏi bị chặn"],
+             "c4": ["nó bắt em gửi ảnh"], "c5": ["bạn trêu em"]}
     out = count_reports(f"sqlite:///{db}", sent, texts)
-    assert out["disclosures_sent"] == 2 and out["reports_for_disclosures"] == 1 and not out["equal"]
-    assert out["missed"] == [{"id": "d2", "text": "em bị dọa tung ảnh"}]
+    assert out["disclosures_sent"] == 3 and out["reports_for_disclosures"] == 1 and not out["equal"]
+    assert out["missed"] == [
+        {"id": "d2", "text": "em bị dọa tung ảnh", "judged": 0},  # the classifier's miss
+        {"id": "d4", "text": "nó bắt em gửi ảnh", "judged": 3},  # escalated, yet no report: lost
+    ]
+    assert out["classifier_misses"] == 1 and out["escalated_without_report"] == 1
     assert out["reports_total"] == 2 and out["reports_from_other_messages"] == 1
     assert out["other_report_examples"] == ["câu hỏi bị chặn"]
 
@@ -87,6 +93,8 @@ def test_short_run_writes_reports_and_checks_disclosures(
     assert d["reports_for_disclosures"] + len(d["missed"]) == d["disclosures_sent"]
     assert d["equal"] == (not d["missed"])
     assert d["reports_total"] == d["reports_for_disclosures"] + d["reports_from_other_messages"]
+    assert d["escalated_without_report"] == 0  # reports are opened in the turn's own transaction
+    assert d["classifier_misses"] == len(d["missed"])
     assert set(report["ratios"]) >= {"capacity_throughput", "steady_latency_p95", "capacity_cpu_per_message"}
     assert "CPU ms per message" in printed
     assert "disclosures sent" in printed and "targets:" in printed and "peak RSS MiB" in printed
