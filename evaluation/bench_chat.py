@@ -563,12 +563,13 @@ def count_reports(
     finally:
         engine.dispose()
     sent = dict(disclosures)
+    judged = {conv: max(severities) for conv, severities in order.items()}  # the conversation's highest turn
     missed: list[dict[str, Any]] = [
-        {"id": msg.ref, "text": msg.text, "judged": max(order.get(conv, [0]))}
+        {"id": msg.ref, "text": msg.text, "judged": judged.get(conv, 0)}
         for conv, msg in sent.items()
         if conv not in reported
     ]
-    lost = sorted(c for c in set(conversations) - reported if max(order.get(c, [0])) >= 3)
+    lost = [c for c in set(conversations) - reported if judged.get(c, 0) >= 3]
     others = sorted((reported & set(conversations)) - set(sent))  # only the bench's own conversations
     examples: list[str] = []
     for conv in others:
