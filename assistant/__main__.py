@@ -456,6 +456,22 @@ def cmd_bench_chat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_turn(args: argparse.Namespace) -> int:
+    """CPU time of each part of a chat turn, in-process on one thread (evaluation/bench_turn.py)."""
+    from pathlib import Path
+
+    from evaluation.bench_chat import REPORTS_DIR
+    from evaluation.bench_turn import run_bench_turn
+
+    if args.messages < 1 or args.warmup < 0:
+        raise CliError("--messages must be >= 1 and --warmup >= 0", EXIT_USAGE)
+    run_bench_turn(
+        messages=args.messages, warmup=args.warmup, data_dir=Path(args.data_dir) if args.data_dir else None,
+        out=Path(args.out) if args.out else REPORTS_DIR, database_url=args.database_url,
+    )
+    return EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -590,6 +606,16 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--disclosure-share", type=float, default=0.02, help="share of disclosures (default 0.02)")
     chat.add_argument("--quality-limit", type=int, help="ask only the first N held-out questions")
     chat.set_defaults(func=cmd_bench_chat)
+    turn = bench_sub.add_parser(
+        "turn", help="CPU time of each part of a chat turn (history, risk, retrieval, embedding, store), in-process"
+    )
+    turn.add_argument("--messages", type=int, default=3000, help="turns measured (default 3000)")
+    turn.add_argument("--warmup", type=int, default=200, help="turns before measuring (default 200)")
+    turn.add_argument("--data-dir", help="data dir whose models and index are reused (default from settings)")
+    turn.add_argument("--database-url", help="an empty database to write to (default: a fresh SQLite file)")
+    turn.add_argument("--out", help="folder for bench_turn.json; bench_chat.json there is compared "
+                      "(default evaluation/reports/)")
+    turn.set_defaults(func=cmd_bench_turn)
     bench.set_defaults(func=cmd_bench)
 
     keys = sub.add_parser("keys", help="data keys (encryption at rest)")

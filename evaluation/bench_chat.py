@@ -715,11 +715,15 @@ def measure_system(
               file=sys.stderr, flush=True)
         before = scrape_stages(url) if name == "service" else {}
         cpu_before = cpu_seconds(memory.pids())
+        client_before = time.process_time()
         run = asyncio.run(
             drive(name, url, mix, config.concurrency, warmup + config.duration, config.seed + i, phase_rate or None)
         )
+        client_used = time.process_time() - client_before
         summary[phase] = summarize(run, warmup)
         summary[phase]["rate"] = phase_rate or None
+        # The load generator runs on the same cores: what it takes is not left to the system.
+        summary[phase]["client_cpu_ms_per_message"] = round(1000 * client_used / max(1, len(run.records)), 2)
         if memory.pid is not None:
             # CPU time per message: what a message costs the service, whatever else the
             # machine was doing (throughput on a shared 2-core machine moves with its load).
@@ -840,6 +844,8 @@ def print_report(report: dict[str, Any]) -> None:
         ratio = ratios.get(f"{phase}_cpu_per_message")
         rows.append(("  service CPU ms per message", cell(svc, phase, "cpu_ms_per_message"),
                      cell(base, phase, "cpu_ms_per_message"), f"{ratio:g}x less" if ratio else ""))
+        rows.append(("  load generator CPU ms per message", cell(svc, phase, "client_cpu_ms_per_message"),
+                     cell(base, phase, "client_cpu_ms_per_message"), ""))
         rows.append(("  messages (distinct texts)",
                      f"{cell(svc, phase, 'messages')} ({cell(svc, phase, 'distinct_texts')})",
                      f"{cell(base, phase, 'messages')} ({cell(base, phase, 'distinct_texts')})", ""))
@@ -870,6 +876,14 @@ def print_report(report: dict[str, Any]) -> None:
                 print(f"{name} {phase} errors: {run[phase]['error_examples']}")
         for line in (run or {}).get("log_errors", [])[-5:]:
             print(f"  {name} log: {line}")
+    if "three_x_budget" in report:
+        t = report["three_x_budget"]
+        print(
+            f"3x the baseline ({t['target_msg_s']:g} msg/s) allows {t['cpu_ms_per_message_allowed']:g} ms of CPU per "
+            f"message on the {m['cpus']} CPUs, service and load generator together; this run's capacity phase took "
+            f"{t['cpu_ms_per_message_used']:g} (service {t['service']:g} + load generator {t['load_generator']:g}); "
+            "`bench turn` splits the service's share by part"
+        )
     d = report.get("disclosures")
     if d:
         verdict = "EQUAL" if d["equal"] else "NOT EQUAL"
@@ -1017,6 +1031,19 @@ def _finish(report: dict[str, Any]) -> None:
                 if s.get("cpu_ms_per_message") and b.get("cpu_ms_per_message"):
                     ratios[f"{phase}_cpu_per_message"] = round(b["cpu_ms_per_message"] / s["cpu_ms_per_message"], 2)
         report["ratios"] = ratios
+        s, b = svc.get("capacity"), base.get("capacity")
+        if s and b and s.get("cpu_ms_per_message") and report["machine"]["cpus"]:
+            # 3x the baseline's capacity on this machine's cores: the CPU time one message may
+            # take, service and load generator together, against what this run's took.
+            report["three_x_budget"] = {
+                "target_msg_s": round(3 * b["throughput_msg_s"], 1),
+                "cpu_ms_per_message_allowed": round(
+                    report["machine"]["cpus"] * 1000 / (3 * b["throughput_msg_s"]), 2
+                ),
+                "cpu_ms_per_message_used": round(s["cpu_ms_per_message"] + s["client_cpu_ms_per_message"], 2),
+                "service": s["cpu_ms_per_message"],
+                "load_generator": s["client_cpu_ms_per_message"],
+            }
     if cfg["soak"]:
         samples = svc["memory"].get("samples", [])
         start = cfg["warmup_s"]

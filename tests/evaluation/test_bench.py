@@ -86,6 +86,7 @@ def test_short_run_writes_reports_and_checks_disclosures(
             assert set(run[phase]["latency_ms"]) == {"p50", "p95", "p99", "max", "mean"}
             assert sum(run[phase]["latency_histogram_ms"]["counts"]) > 0
             assert run[phase]["cpu_ms_per_message"] > 0
+            assert run[phase]["client_cpu_ms_per_message"] > 0
         assert run["memory"]["available"] and run["memory"]["peak_rss_mib"] > 50
         assert report["quality"][system]["n"] == 6
     d = report["disclosures"]
@@ -96,7 +97,12 @@ def test_short_run_writes_reports_and_checks_disclosures(
     assert d["escalated_without_report"] == 0  # reports are opened in the turn's own transaction
     assert d["classifier_misses"] == len(d["missed"])
     assert set(report["ratios"]) >= {"capacity_throughput", "steady_latency_p95", "capacity_cpu_per_message"}
-    assert "CPU ms per message" in printed
+    budget = report["three_x_budget"]
+    assert budget["cpu_ms_per_message_allowed"] == round(
+        report["machine"]["cpus"] * 1000 / (3 * report["runs"]["baseline"]["capacity"]["throughput_msg_s"]), 2
+    )
+    assert budget["cpu_ms_per_message_used"] == round(budget["service"] + budget["load_generator"], 2)
+    assert "CPU ms per message" in printed and "3x the baseline (" in printed
     assert "disclosures sent" in printed and "targets:" in printed and "peak RSS MiB" in printed
 
 
