@@ -534,6 +534,20 @@ def summarize(run: LoadRun, warmup: float) -> dict[str, Any]:
 
 
 # -- tip reports and answer quality ---------------------------------------------
+class ReportsNotCounted(RuntimeError):
+    """The database given to count tip reports in is not the one the service wrote to."""
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL SQLAlchemy can parse: never echo what may hold a password
+        return "the database URL given"
+
+
 def count_reports(
     database_url: str, disclosures: Sequence[tuple[str, BenchMessage]], conversations: dict[str, list[str]]
 ) -> dict[str, Any]:
@@ -548,20 +562,34 @@ def count_reports(
     message is named from what the bench sent (the n-th user message of its conversation).
     """
     from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
 
     from assistant.settings import DatabaseSettings
 
-    engine = create_engine(DatabaseSettings(url=database_url).url or database_url)
     try:
-        with engine.connect() as conn:
-            reported = {row[0] for row in conn.execute(text("SELECT conversation_id FROM tip_report"))}
-            order: dict[str, list[int]] = {}
-            for conv, severity in conn.execute(
-                text("SELECT conversation_id, severity FROM message WHERE role = 'user' ORDER BY id")
-            ):
-                order.setdefault(conv, []).append(severity or 0)
-    finally:
-        engine.dispose()
+        url = DatabaseSettings(url=database_url).url or database_url
+    except ValueError as exc:
+        raise ReportsNotCounted(f"not a database URL this service supports: {_safe_url(database_url)}") from exc
+    try:
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                reported = {row[0] for row in conn.execute(text("SELECT conversation_id FROM tip_report"))}
+                order: dict[str, list[int]] = {}
+                for conv, severity in conn.execute(
+                    text("SELECT conversation_id, severity FROM message WHERE role = 'user' ORDER BY id")
+                ):
+                    order.setdefault(conv, []).append(severity or 0)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        raise ReportsNotCounted(f"cannot read {_safe_url(url)}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    if conversations and not set(conversations) & set(order):
+        # Every disclosure would look missed: the database is not the one the service wrote to.
+        raise ReportsNotCounted(
+            f"none of this run's {len(conversations)} conversations are in {_safe_url(url)}; "
+            "with --url, pass the service's database as --database-url"
+        )
     sent = dict(disclosures)
     judged = {conv: max(severities) for conv, severities in order.items()}  # the conversation's highest turn
     missed: list[dict[str, Any]] = [
@@ -885,7 +913,9 @@ def print_report(report: dict[str, Any]) -> None:
             "`bench turn` splits the service's share by part"
         )
     d = report.get("disclosures")
-    if d:
+    if d and d.get("counted") is False:
+        print(f"tip reports NOT COUNTED: {d['reason']}")
+    elif d:
         verdict = "EQUAL" if d["equal"] else "NOT EQUAL"
         print(
             f"disclosures sent {d['disclosures_sent']} = tip reports created for them "
@@ -985,7 +1015,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             report["runs"]["service"] = result.summary
             if result.summary["errors"] and service is not None:
                 result.summary["log_errors"] = service.log_errors()
-            report["disclosures"] = count_reports(database_url, result.disclosures, result.conversations)
+            try:
+                report["disclosures"] = count_reports(database_url, result.disclosures, result.conversations)
+            except ReportsNotCounted as exc:
+                report["disclosures"] = {"counted": False, "reason": str(exc)}
             report["quality"] = {"service": measure_quality(url, questions, aliases)}
         if with_baseline:
             base_dir = scratch_data_dir(index_source, scratch / "baseline")  # the index the service used
@@ -1067,7 +1100,7 @@ def _finish(report: dict[str, Any]) -> None:
         "0 errors": svc["errors"] == 0,
         "disclosures=reports": report.get("disclosures", {}).get("equal"),
         "no escalation without a report": report["disclosures"]["escalated_without_report"] == 0
-        if "disclosures" in report else None,
+        if "escalated_without_report" in report.get("disclosures", {}) else None,
         ">=3x baseline throughput": report["ratios"]["capacity_throughput"] >= 3
         if "capacity_throughput" in report.get("ratios", {}) else None,
         "R@1>=baseline": quality["service"]["r@1"] >= quality["baseline"]["r@1"] if "baseline" in quality else None,

@@ -61,6 +61,52 @@ def test_report_count_names_missed_disclosures_and_other_reports(tmp_path: Path)
     assert out["other_report_examples"] == ["câu hỏi bị chặn"]
 
 
+@pytest.mark.unit
+def test_report_count_refuses_a_database_the_service_did_not_write(tmp_path: Path) -> None:
+    from evaluation.bench_chat import ReportsNotCounted
+
+    sent = [("c1", BenchMessage("chú ấy sờ vào người em", "child", "disclosure", "d1"))]
+    texts = {"c1": ["chú ấy sờ vào người em"], "c2": ["xin chào"]}
+    empty = tmp_path / "empty.sqlite3"
+    with pytest.raises(ReportsNotCounted, match="cannot read sqlite:///.*empty.sqlite3: OperationalError"):
+        count_reports(f"sqlite:///{empty}", sent, texts)  # no tables: not the service's database
+    other = tmp_path / "other.sqlite3"
+    with closing(sqlite3.connect(other)) as conn, conn:
+        conn.execute("CREATE TABLE tip_report (id TEXT, conversation_id TEXT)")
+        conn.execute("CREATE TABLE message (id INTEGER, conversation_id TEXT, role TEXT, severity INTEGER)")
+        conn.execute("INSERT INTO message VALUES (1, 'x9', 'user', 0)")
+    with pytest.raises(ReportsNotCounted, match="none of this run's 2 conversations .* --database-url"):
+        count_reports(f"sqlite:///{other}", sent, texts)  # every disclosure would look missed
+    with pytest.raises(ReportsNotCounted, match="not a database URL this service supports") as caught:
+        count_reports("mysql://bench:secret@db/x", sent, texts)
+    assert "secret" not in str(caught.value)  # the password is never printed
+
+
+@pytest.mark.unit
+def test_report_without_counted_disclosures_prints_why_and_judges_no_report_target(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from evaluation.bench_chat import _finish, print_report
+
+    phase = {"latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0}, "throughput_msg_s": 60.0, "rate": 50.0,
+             "errors": 0, "cpu_ms_per_message": 10.0, "client_cpu_ms_per_message": 2.0,
+             "messages": 10, "distinct_texts": 5, "error_rate": 0.0}
+    report: dict[str, Any] = {
+        "config": {"concurrency": 20, "duration_s": 1.0, "warmup_s": 1.0, "workers": 1, "soak": False},
+        "machine": {"cpus": 2, "load_before": "-", "load_after": "-"},
+        "runs": {"service": {"steady": phase, "errors": 0, "memory": {"available": False}}},
+        "disclosures": {"counted": False, "reason": "none of this run's 3 conversations are in sqlite:///x"},
+        "written": [],
+    }
+    _finish(report)
+    assert report["targets"]["disclosures=reports"] is None
+    assert report["targets"]["no escalation without a report"] is None
+    print_report(report)
+    printed = capsys.readouterr().out
+    assert "tip reports NOT COUNTED: none of this run's 3 conversations" in printed
+    assert "disclosures=reports" not in printed and "0 errors ok" in printed
+
+
 @pytest.mark.integration
 def test_short_run_writes_reports_and_checks_disclosures(
     services: Any, shared_settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
