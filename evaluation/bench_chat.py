@@ -1049,6 +1049,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     return report
 
 
+def cpu_budget_for(times: float, baseline_msg_s: float, cpus: int) -> float:
+    """CPU ms per message that ``times`` the baseline's throughput leaves on ``cpus`` cores."""
+    return round(cpus * 1000 / (times * baseline_msg_s), 2)
+
+
 def _finish(report: dict[str, Any]) -> None:
     cfg, runs = report["config"], report["runs"]
     svc, base = runs["service"], runs.get("baseline")
@@ -1070,9 +1075,7 @@ def _finish(report: dict[str, Any]) -> None:
             # take, service and load generator together, against what this run's took.
             report["three_x_budget"] = {
                 "target_msg_s": round(3 * b["throughput_msg_s"], 1),
-                "cpu_ms_per_message_allowed": round(
-                    report["machine"]["cpus"] * 1000 / (3 * b["throughput_msg_s"]), 2
-                ),
+                "cpu_ms_per_message_allowed": cpu_budget_for(3, b["throughput_msg_s"], report["machine"]["cpus"]),
                 "cpu_ms_per_message_used": round(s["cpu_ms_per_message"] + s["client_cpu_ms_per_message"], 2),
                 "service": s["cpu_ms_per_message"],
                 "load_generator": s["client_cpu_ms_per_message"],

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.bench_chat import REPORTS_DIR, BenchMessage, MessageMix, scratch_data_dir
+from evaluation.bench_chat import REPORTS_DIR, BenchMessage, MessageMix, cpu_budget_for, scratch_data_dir
 
 PARTS = (
     ("total", 0),
@@ -183,7 +183,7 @@ def compare_with_chat(profile: dict[str, Any], chat_report: dict[str, Any]) -> d
         out["client_cpu_ms_per_message"] = service["client_cpu_ms_per_message"]
     if baseline and cpus:
         out["baseline_capacity_msg_s"] = baseline["throughput_msg_s"]
-        out["cpu_budget_ms_for_3x"] = round(cpus * 1000 / (3 * baseline["throughput_msg_s"]), 2)
+        out["cpu_budget_ms_for_3x"] = cpu_budget_for(3, baseline["throughput_msg_s"], cpus)
     return out
 
 
