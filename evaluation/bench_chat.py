@@ -287,6 +287,13 @@ def scratch_data_dir(source: Path, target: Path) -> Path:
     return target
 
 
+def note_unprepared(source: Path) -> None:
+    """Say so when ``source`` lacks the trained models or the index a bench would reuse."""
+    if not (source / "index").is_dir() or not (source / "models").is_dir():
+        print(f"note: no models/index under {source}: built in a scratch directory and dropped after "
+              "(minutes; `make run` builds them once in the data directory)", file=sys.stderr)
+
+
 def service_env(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
     return {
         **os.environ,
@@ -991,9 +998,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     questions = heldout_questions(config.quality_limit)
     scratch = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     try:
-        if not (source / "index").is_dir() or not (source / "models").is_dir():
-            print(f"note: no models/index under {source}: built once in a scratch directory (minutes)",
-                  file=sys.stderr)
+        note_unprepared(source)
         index_source = source
         service_cm: AbstractContextManager[ServiceProcess | None] = nullcontext()
         if config.url:

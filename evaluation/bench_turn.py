@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.bench_chat import REPORTS_DIR, BenchMessage, MessageMix, cpu_budget_for, scratch_data_dir
+from evaluation.bench_chat import (
+    REPORTS_DIR,
+    BenchMessage,
+    MessageMix,
+    cpu_budget_for,
+    note_unprepared,
+    scratch_data_dir,
+)
 
 PARTS = (
     ("total", 0),
@@ -237,6 +244,7 @@ def run_bench_turn(
             })
             from assistant.services import build_services
 
+            note_unprepared(source)
             print(f"loading the services on a scratch copy of {source} ...", file=sys.stderr, flush=True)
             services = build_services(settings, prepare=True)
         profile = profile_turns(services, messages, warmup, seed)

@@ -186,3 +186,17 @@ def test_stage_means_read_the_services_metrics_and_write_lock() -> None:
     acquisitions, waited, held = lock.stats()
     assert acquisitions == 2 and after["write_lock_held"] == pytest.approx((held, 2.0))
     assert means["write_lock_wait"] == round(waited / 2 * 1000, 2) and "write_lock_held" in means
+
+
+@pytest.mark.unit
+def test_unprepared_data_dir_is_named_before_minutes_of_building(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evaluation.bench_chat import note_unprepared
+
+    (tmp_path / "models").mkdir()
+    note_unprepared(tmp_path)
+    assert f"no models/index under {tmp_path}" in capsys.readouterr().err
+    (tmp_path / "index").mkdir()
+    note_unprepared(tmp_path)
+    assert capsys.readouterr().err == ""
